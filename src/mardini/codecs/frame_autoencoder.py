@@ -1,0 +1,230 @@
+"""The project's own per-frame autoencoder: 16 latent channels, 8x, small enough to train on a CPU.
+
+Design (from measurements made for this project):
+- a TAESD-sized conv stack (residual blocks of three 3x3 convs, `width` channels, `depth`
+  blocks per resolution level);
+- the first 2x downsample is a pixel rearrangement (`pixel_unshuffle`), not a strided conv,
+  so no full-resolution conv runs; the decoder mirrors it with `pixel_shuffle`;
+- beside the conv stack, a learned linear map of each 8x8x3 pixel patch to the 16 latent
+  channels (and back in the decoder): encoder = stack(x) + Linear(patch), decoder likewise.
+  This shortcut was key to reconstruction quality.
+
+`save_pretrained` writes `config.json` (with `kind` and `format_version`) and
+`model.safetensors`; `from_pretrained` reads them back without unpickling anything.
+The latent normalisation (`scale`, `shift`) lives in the config; measure it with
+`estimate_latent_stats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .base import DEFAULT_CHUNK_SIZE, LatentCodec
+
+KIND = "frame_autoencoder"
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+PATCH = 8  # total downsample; 2 (pixel_unshuffle) x 2 x 2 (strided convs)
+
+
+@dataclass
+class FrameAutoencoderConfig:
+    """Hyper-parameters and latent statistics of a `FrameAutoencoder`.
+
+    Attributes:
+        latent_channels: channels per latent pixel (16, as in the paper's VAE).
+        width: channels of the conv stack.
+        depth: residual blocks per resolution level (1/2, 1/4, 1/8), in encoder and decoder.
+        scale, shift: latent normalisation `z = (z_raw - shift) * scale`.
+    """
+
+    latent_channels: int = 16
+    width: int = 64
+    depth: int = 3
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("latent_channels", "width", "depth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"FrameAutoencoderConfig.{name} must be a positive integer; got {value!r}")
+        for name in ("scale", "shift"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ValueError(f"FrameAutoencoderConfig.{name} must be a number; got {value!r}")
+            setattr(self, name, float(value))
+        if not self.scale > 0 or self.scale == float("inf"):
+            raise ValueError(f"FrameAutoencoderConfig.scale must be positive and finite; got {self.scale!r}")
+
+
+class ResBlock(nn.Module):
+    """relu(x + conv(relu(conv(relu(conv(x)))))): the TAESD residual block."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, width, 3, padding=1),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(x + self.conv(x))
+
+
+class FrameAutoencoder(nn.Module):
+    """Per-frame 8x autoencoder on images in [-1, 1]; `forward` returns the reconstruction."""
+
+    def __init__(self, config: FrameAutoencoderConfig | None = None) -> None:
+        super().__init__()
+        # A private copy: the codec updates scale/shift in place, which must not leak back.
+        self.config = cfg = dataclasses.replace(config) if config else FrameAutoencoderConfig()
+        w, c, d = cfg.width, cfg.latent_channels, cfg.depth
+        patch_dim = 3 * PATCH * PATCH
+
+        def blocks() -> list[nn.Module]:
+            return [ResBlock(w) for _ in range(d)]
+
+        # Encoder: pixel_unshuffle(2) happens in `encode`, so the stack starts on 12 channels.
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3 * 4, w, 3, padding=1), *blocks(),                    # 1/2
+            nn.Conv2d(w, w, 3, stride=2, padding=1, bias=False), *blocks(),  # 1/4
+            nn.Conv2d(w, w, 3, stride=2, padding=1, bias=False), *blocks(),  # 1/8
+            nn.Conv2d(w, c, 3, padding=1),
+        )  # fmt: skip
+        # Decoder: ends on 12 channels that `decode` pixel_shuffles to full resolution.
+        self.decoder = nn.Sequential(
+            nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), *blocks(),                                 # 1/8
+            nn.Upsample(scale_factor=2), nn.Conv2d(w, w, 3, padding=1, bias=False), *blocks(),  # 1/4
+            nn.Upsample(scale_factor=2), nn.Conv2d(w, w, 3, padding=1, bias=False), *blocks(),  # 1/2
+            nn.Conv2d(w, 3 * 4, 3, padding=1),
+        )  # fmt: skip
+        # Linear 8x8x3 patch <-> latent shortcuts; a 1x1 conv on pixel_unshuffled patches is
+        # exactly a Linear applied to every patch.
+        self.patch_in = nn.Conv2d(patch_dim, c, 1)
+        self.patch_out = nn.Conv2d(c, patch_dim, 1)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """(N, 3, H, W) in [-1, 1] -> raw latents (N, C, H/8, W/8)."""
+        return self.encoder(F.pixel_unshuffle(x, 2)) + self.patch_in(F.pixel_unshuffle(x, PATCH))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Raw latents (N, C, h, w) -> (N, 3, 8h, 8w), unclamped (clamp for display, not loss)."""
+        return F.pixel_shuffle(self.decoder(z), 2) + F.pixel_shuffle(self.patch_out(z), PATCH)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruction of `x`, for training."""
+        return self.decode(self.encode(x))
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Write `config.json` and `model.safetensors` into `folder` (created if needed)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"kind": KIND, "format_version": FORMAT_VERSION, **dataclasses.asdict(self.config)}
+        (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        save_file(state, folder / WEIGHTS_NAME, metadata={"kind": KIND, "format_version": str(FORMAT_VERSION)})
+
+    @classmethod
+    def from_pretrained(cls, folder: str | os.PathLike) -> "FrameAutoencoder":
+        """Load a folder written by `save_pretrained` (safetensors only, strict)."""
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        config = read_config(folder)
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise FileNotFoundError(f"frame autoencoder folder {str(folder)!r} has no {WEIGHTS_NAME}.")
+        model = cls(config)
+        try:
+            model.load_state_dict(load_file(weights, device="cpu"), strict=True)
+        except RuntimeError as e:
+            raise ValueError(f"{str(weights)!r} does not match {str(folder / CONFIG_NAME)!r}: {e}") from e
+        return model.eval()
+
+
+def read_config(folder: str | os.PathLike) -> FrameAutoencoderConfig:
+    """Read and validate `folder/config.json` of a saved frame autoencoder."""
+    path = Path(folder) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(folder)!r} has no {CONFIG_NAME}; not a saved frame autoencoder.")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from e
+    if not isinstance(meta, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object.")
+    meta = dict(meta)
+    kind = meta.pop("kind", None)
+    if kind != KIND:
+        raise ValueError(f"{str(path)!r} has kind {kind!r}, expected {KIND!r}.")
+    version = meta.pop("format_version", None)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ValueError(f"{str(path)!r} has an invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ValueError(
+            f"{str(path)!r} has format_version {version}, newer than this code reads "
+            f"({FORMAT_VERSION}). Update mardini to load it."
+        )
+    fields = {f.name for f in dataclasses.fields(FrameAutoencoderConfig)}
+    unknown = sorted(set(meta) - fields)
+    if unknown:
+        raise ValueError(f"{str(path)!r} has unknown keys {unknown}; it was edited or written by other code.")
+    return FrameAutoencoderConfig(**meta)
+
+
+class FrameAutoencoderCodec(LatentCodec):
+    """`FrameAutoencoder` as a `LatentCodec`; `scale`/`shift` read and write the model's config."""
+
+    def __init__(self, model: FrameAutoencoder, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        super().__init__(chunk_size)
+        self.model = model
+        self.latent_channels = model.config.latent_channels
+
+    # Properties, so the statistics saved with the model are the ones the codec uses.
+    @property
+    def scale(self) -> float:  # type: ignore[override]
+        return self.model.config.scale
+
+    @scale.setter
+    def scale(self, value: float) -> None:
+        if not float(value) > 0:
+            raise ValueError(f"scale must be positive; got {value!r}")
+        self.model.config.scale = float(value)
+
+    @property
+    def shift(self) -> float:  # type: ignore[override]
+        return self.model.config.shift
+
+    @shift.setter
+    def shift(self, value: float) -> None:
+        self.model.config.shift = float(value)
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> "FrameAutoencoderCodec":
+        """Load a folder written by `save_pretrained`."""
+        return cls(FrameAutoencoder.from_pretrained(folder), chunk_size)
+
+    def save_pretrained(self, folder: str | os.PathLike) -> None:
+        """Save the model with the codec's current `scale`/`shift`."""
+        self.model.save_pretrained(folder)
+
+    def _encode_raw(self, x: Tensor) -> Tensor:
+        return self.model.encode(x)
+
+    def _decode_raw(self, z: Tensor) -> Tensor:
+        return self.model.decode(z)

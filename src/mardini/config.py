@@ -1,0 +1,175 @@
+"""Model configurations and the named preset registry.
+
+Every architectural number lives here, as a dataclass, so a checkpoint's ``config.json`` fully
+describes the networks it holds. The paper's four models (appendix A, table 5) are presets; so are
+the small ones used by tests and CPU training.
+
+Choices the paper leaves open (documented in docs/design.md as well):
+
+* **Low/high resolution ratio** (``low_res_factor = 0.5``): the planner sees frames at half the
+  generator's side length. Table 2 only says "asymmetric resolution"; half keeps the planner's
+  spatio-temporal sequence 4x shorter than the generator's while leaving enough detail to plan
+  motion.
+* **Patch sizes** (``patch_size = 2`` for both models): the DiT-XL/2 convention for 8x latents.
+* **MLP type** (``mlp = "gelu"``): a two-matrix GELU MLP. With it the parameter counts of table 5
+  come out (1.34B, 3.22B, ~0.29B); a SwiGLU MLP is available as ``mlp = "swiglu"``.
+* **Noise schedule**: see :class:`DiffusionConfig`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+AttentionPattern = Literal["spatiotemporal", "temporal"]
+MlpKind = Literal["gelu", "swiglu"]
+
+#: Version of the checkpoint format written by :mod:`mardini.checkpoint`.
+FORMAT_VERSION = 1
+
+
+@dataclass
+class PlannerConfig:
+    """The MAR planning model (section 2.3.1): Llama-style blocks on low-resolution latents."""
+
+    dim: int = 4096
+    depth: int = 8
+    heads: int = 32
+    mlp_dim: int = 4096
+    mlp: MlpKind = "gelu"
+    patch_size: int = 2
+    # Projection head f of Eq. 2, used only in the stage-one reconstruction warm-up.
+    reconstruction_head: bool = True
+
+
+@dataclass
+class GeneratorConfig:
+    """The DM generation model (section 2.3.1): DiT-style blocks on high-resolution latents."""
+
+    dim: int = 1024
+    depth: int = 8
+    heads: int = 16
+    mlp_dim: int = 4096
+    mlp: MlpKind = "gelu"
+    patch_size: int = 2
+    # Second self-attention of each block: all tokens of all frames, or each spatial position
+    # across frames (section 2.4.2). The weights are the same in both, so this can be switched.
+    attention: AttentionPattern = "spatiotemporal"
+    # Width of the sinusoidal timestep features fed to the timestep MLP (DiT uses 256).
+    time_freq_dim: int = 256
+
+
+@dataclass
+class DiffusionConfig:
+    """Noise schedule and sampler defaults.
+
+    The schedule is Stable Diffusion's scaled-linear betas rescaled to zero terminal SNR (Lin et al.
+    2024, "Common diffusion noise schedules and sample steps are flawed"): at the last training step
+    the latent is pure noise, so image-to-video sampling starts from exactly what the model saw in
+    training, and v-prediction (section 2.4.1) stays well defined there. DDIM uses "trailing"
+    timestep spacing, which the same paper shows is required to reach the terminal step.
+    """
+
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    zero_terminal_snr: bool = True
+    prediction_type: str = "v_prediction"
+    timestep_spacing: str = "trailing"
+    sampling_steps: int = 25
+
+
+@dataclass
+class MarDiniConfig:
+    """A complete MarDini model: latent space, planner, generator, diffusion and default video size."""
+
+    name: str = "custom"
+    latent_channels: int = 16
+    vae_downsample: int = 8
+    # Default output size in pixels (height, width) and frame count (the training window).
+    height: int = 512
+    width: int = 512
+    num_frames: int = 9
+    # Planner input side length relative to the generator's (see module docstring).
+    low_res_factor: float = 0.5
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+
+    def low_resolution(self, height: int | None = None, width: int | None = None) -> tuple[int, int]:
+        """Pixel size of the planner's input for a given high-resolution frame size.
+
+        Rounded to a multiple of ``vae_downsample * planner.patch_size`` so it patchifies exactly.
+        """
+        h = self.height if height is None else height
+        w = self.width if width is None else width
+        unit = self.vae_downsample * self.planner.patch_size
+        return (max(unit, round(h * self.low_res_factor / unit) * unit),
+                max(unit, round(w * self.low_res_factor / unit) * unit))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "MarDiniConfig":
+        """Build from a (possibly partial) dict; unknown keys are an error, not silently dropped."""
+        sections = {"planner": PlannerConfig, "generator": GeneratorConfig, "diffusion": DiffusionConfig}
+        values = _check_fields(cls, data, "config")
+        for key, section in sections.items():
+            if key in values:
+                values[key] = section(**_check_fields(section, values[key], key))
+        return cls(**values)
+
+
+def _check_fields(cls: type, values: Any, where: str) -> dict[str, Any]:
+    if not isinstance(values, dict):
+        raise ValueError(f"config section '{where}' must be a mapping, got {type(values).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} in config section '{where}'; "
+                         f"valid fields: {', '.join(sorted(names))}")
+    return dict(values)
+
+
+# --------------------------------------------------------------------------------------------
+# Presets
+# --------------------------------------------------------------------------------------------
+
+def _paper(name: str, planner_depth: int, planner_mlp: int, attention: AttentionPattern,
+           frames: int) -> MarDiniConfig:
+    # Table 5: planner width 4096 (depth 8 or 16, MLP 4096 or 8192); generator 8 x 1024, MLP 4096.
+    return MarDiniConfig(
+        name=name, height=512, width=512, num_frames=frames,
+        planner=PlannerConfig(dim=4096, depth=planner_depth, heads=32, mlp_dim=planner_mlp),
+        generator=GeneratorConfig(dim=1024, depth=8, heads=16, mlp_dim=4096, attention=attention),
+    )
+
+
+PRESETS: dict[str, MarDiniConfig] = {
+    "mardini-s-st": _paper("mardini-s-st", 8, 4096, "spatiotemporal", 9),
+    "mardini-l-st": _paper("mardini-l-st", 16, 8192, "spatiotemporal", 9),
+    "mardini-s-t": _paper("mardini-s-t", 8, 4096, "temporal", 17),
+    "mardini-l-t": _paper("mardini-l-t", 16, 8192, "temporal", 17),
+    # CPU-sized model: what the bundled default is trained from (128x128, 9 frames).
+    "mardini-cpu": MarDiniConfig(
+        name="mardini-cpu", height=128, width=128, num_frames=9,
+        planner=PlannerConfig(dim=256, depth=4, heads=4, mlp_dim=768),
+        generator=GeneratorConfig(dim=192, depth=4, heads=3, mlp_dim=576, time_freq_dim=128),
+    ),
+    # Smallest useful model, for tests: runs a forward pass in milliseconds.
+    "mardini-tiny": MarDiniConfig(
+        name="mardini-tiny", height=64, width=64, num_frames=5,
+        planner=PlannerConfig(dim=64, depth=2, heads=4, mlp_dim=128),
+        generator=GeneratorConfig(dim=64, depth=2, heads=4, mlp_dim=128, time_freq_dim=32),
+    ),
+}
+
+
+def get_preset(name: str) -> MarDiniConfig:
+    """Return a fresh copy of a named preset (mutating it never changes the registry)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset '{name}'; choose one of: {', '.join(PRESETS)}")
+    return MarDiniConfig.from_dict(PRESETS[name].to_dict())

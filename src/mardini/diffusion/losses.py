@@ -1,0 +1,56 @@
+"""Training objectives: the masked diffusion loss (Eq. 1 and Eq. 3) and the MAR masked
+reconstruction loss (Eq. 2). Both count only the frames to generate (the mask M)."""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDIMScheduler
+from torch import Tensor
+
+from mardini.models.generator import Generator
+from mardini.models.planner import Planner
+
+
+def masked_mse(prediction: Tensor, target: Tensor, frame_is_generated: Tensor) -> Tensor:
+    """||M * target - M * prediction||^2, averaged over the elements of generated frames.
+
+    Reference frames contribute neither to the value nor to any gradient.
+    """
+    if prediction.shape != target.shape:
+        raise ValueError(f"prediction {tuple(prediction.shape)} and target {tuple(target.shape)} differ in shape")
+    weight = frame_is_generated.to(prediction.dtype).reshape(*frame_is_generated.shape, *([1] * (prediction.dim() - 2)))
+    elements = weight.sum() * prediction[0, 0].numel()
+    if elements == 0:
+        raise ValueError("no frame is marked to generate: the masked loss is undefined; mask at least one frame")
+    squared = (prediction.float() - target.float()) ** 2
+    return (squared * weight).sum() / elements
+
+
+def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latents: Tensor, frame_is_generated: Tensor,
+                          plan: Tensor | None = None, plan_dropout: float = 0.0,
+                          rng: torch.Generator | None = None) -> Tensor:
+    """Masked v-prediction loss: Eq. 1 when ``plan`` is None (Z_uncond), Eq. 3 otherwise.
+
+    One timestep per clip is drawn uniformly; only generated frames are noised, references stay
+    clean. With ``plan_dropout`` > 0 the planning signal of that share of clips is replaced by
+    Z_uncond, which is what makes classifier-free guidance possible (section 2.4.1, p = 0.1).
+    """
+    batch = latents.shape[0]
+    device = latents.device
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device, generator=rng)
+    noise = torch.randn(latents.shape, device=device, generator=rng, dtype=latents.dtype)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    inputs = torch.where(frame_is_generated[:, :, None, None, None], noisy, latents)
+    target = scheduler.get_velocity(latents, noise, timesteps)
+    drop = None
+    if plan is not None and plan_dropout > 0:
+        drop = torch.rand(batch, device=device, generator=rng) < plan_dropout
+    prediction = generator(inputs, timesteps, frame_is_generated, plan, drop_plan=drop)
+    return masked_mse(prediction, target, frame_is_generated)
+
+
+def masked_reconstruction_loss(planner: Planner, latents_low: Tensor, frame_is_generated: Tensor) -> Tensor:
+    """Eq. 2: ||M * Z_low - M * f(P(Z_low^mask))||^2, the planner's stage-one warm-up."""
+    height, width = latents_low.shape[-2:]
+    plan = planner(latents_low, frame_is_generated)
+    return masked_mse(planner.reconstruct(plan, height, width), latents_low, frame_is_generated)
