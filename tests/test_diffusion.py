@@ -1,0 +1,144 @@
+"""Noise schedule, masked losses (Eq. 1-3), guidance and the DDIM sampler."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mardini import MarDini, get_preset
+from mardini.config import DiffusionConfig
+from mardini.diffusion import (alpha_sigma, guided_denoiser, make_scheduler, masked_diffusion_loss, masked_mse,
+                               masked_reconstruction_loss, sample_ddim)
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    return make_scheduler(DiffusionConfig())
+
+
+def test_schedule_has_zero_terminal_snr(scheduler):
+    alpha, sigma = alpha_sigma(scheduler, torch.tensor([0, 999]))
+    assert alpha[1] == 0 and sigma[1] == 1  # the last step is pure noise
+    assert alpha[0] > 0.99
+    torch.testing.assert_close(alpha ** 2 + sigma ** 2, torch.ones(2))
+
+
+def test_velocity_target_is_alpha_eps_minus_sigma_z(scheduler):
+    z, eps = torch.randn(2, 3, 4, 2, 2), torch.randn(2, 3, 4, 2, 2)
+    t = torch.tensor([50, 600])
+    alpha, sigma = alpha_sigma(scheduler, t)
+    a, s = alpha.view(2, 1, 1, 1, 1), sigma.view(2, 1, 1, 1, 1)
+    torch.testing.assert_close(scheduler.get_velocity(z, eps, t), a * eps - s * z)
+    torch.testing.assert_close(scheduler.add_noise(z, eps, t), a * z + s * eps)
+
+
+def test_masked_loss_ignores_reference_frames():
+    prediction = torch.randn(2, 4, 3, 2, 2, requires_grad=True)
+    target = torch.randn(2, 4, 3, 2, 2)
+    gen = torch.tensor([[False, True, True, False], [True, False, False, False]])
+    loss = masked_mse(prediction, target, gen)
+    loss.backward()
+    assert torch.all(prediction.grad[~gen] == 0)
+    assert torch.all(prediction.grad[gen] != 0)
+    # Changing reference-frame predictions changes neither the loss nor any gradient.
+    changed = prediction.detach().clone()
+    changed[~gen] += 100.0
+    changed.requires_grad_(True)
+    loss2 = masked_mse(changed, target, gen)
+    loss2.backward()
+    torch.testing.assert_close(loss2, loss)
+    torch.testing.assert_close(changed.grad, prediction.grad)
+    expected = ((prediction.detach() - target) ** 2)[gen].mean()
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="no frame is marked"):
+        masked_mse(prediction, target, torch.zeros_like(gen))
+
+
+def test_joint_loss_reaches_planner_and_generator(scheduler):
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny"))
+    zh, zl = torch.randn(2, 5, 16, 8, 8), torch.randn(2, 5, 16, 4, 4)
+    gen = torch.ones(2, 5, dtype=torch.bool)
+    gen[:, 0] = gen[:, -1] = False
+    # Eq. 3 trains the generator's output layer from the first step (its other layers start behind
+    # zero gates, adaLN-Zero); Eq. 2 trains the planner through its projection head.
+    loss = masked_diffusion_loss(m.generator, scheduler, zh, gen, m.planner(zl, gen), plan_dropout=0.1,
+                                 rng=torch.Generator().manual_seed(0))
+    loss.backward()
+    assert m.generator.out_proj.weight.grad.abs().sum() > 0
+    loss_rec = masked_reconstruction_loss(m.planner, zl, gen)
+    m.zero_grad()
+    loss_rec.backward()
+    assert m.planner.head.weight.grad.abs().sum() > 0
+    assert m.planner.blocks[0].st_attn.to_q.weight.grad.abs().sum() > 0
+
+
+def _random_generator_model():
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny")).eval()
+    with torch.no_grad():
+        for name, p in m.generator.named_parameters():
+            if "modulation" in name or "out_" in name:
+                p.normal_(0, 0.2)
+    return m
+
+
+def test_guidance_scale_one_is_the_conditional_prediction_and_scale_s_extrapolates():
+    m = _random_generator_model()
+    zh, zl = torch.randn(2, 5, 16, 8, 8), torch.randn(2, 5, 16, 4, 4)
+    gen = torch.ones(2, 5, dtype=torch.bool)
+    gen[:, 2] = False
+    plan = m.planner(zl, gen)
+    t = torch.tensor([400, 400])
+    with torch.no_grad():
+        cond = m.generator(zh, t, gen, plan)
+        uncond = m.generator(zh, t, gen, None)
+        assert torch.equal(guided_denoiser(m.generator, gen, plan, 1.0)(zh, t), cond)
+        guided = guided_denoiser(m.generator, gen, plan, 2.5)(zh, t)
+    assert not torch.allclose(cond, uncond)
+    torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond), atol=1e-5, rtol=1e-5)
+
+
+def test_one_ddim_step_matches_closed_form(scheduler):
+    torch.manual_seed(0)
+    sched = make_scheduler(DiffusionConfig())
+    sched.set_timesteps(25)
+    t, t_prev = sched.timesteps[3], sched.timesteps[4]
+    x, v = torch.randn(1, 3, 4, 2, 2), torch.randn(1, 3, 4, 2, 2)
+    (a, a_prev), (s, s_prev) = alpha_sigma(sched, torch.stack([t, t_prev]))
+    x0 = a * x - s * v          # v-prediction: z = alpha * z_t - sigma * v
+    eps = s * x + a * v         #               eps = sigma * z_t + alpha * v
+    expected = a_prev * x0 + s_prev * eps
+    torch.testing.assert_close(sched.step(v, t, x, eta=0.0).prev_sample, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_single_step_sampler_closed_form_keeps_references(scheduler):
+    # One step from t = 999 (alpha = 0, sigma = 1): x0 = -v, and the final step lands on x0.
+    latents = torch.randn(2, 4, 3, 2, 2)
+    gen = torch.tensor([[False, True, True, False], [True, True, True, False]])
+    v = torch.randn_like(latents)
+    out = sample_ddim(lambda x, t: v, latents, gen, scheduler, steps=1, rng=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[gen], -v[gen])
+    assert torch.equal(out[~gen], latents[~gen])
+
+
+def test_sampler_is_seeded_and_keeps_references_exactly(scheduler):
+    m = _random_generator_model()
+    zh, zl = torch.randn(1, 5, 16, 8, 8), torch.randn(1, 5, 16, 4, 4)
+    gen = torch.tensor([[True, True, False, True, True]])
+    calls = []
+
+    def plan_once():
+        calls.append(1)
+        return m.planner(zl, gen)
+
+    with torch.no_grad():
+        denoise = guided_denoiser(m.generator, gen, plan_once(), 2.5)
+        a = sample_ddim(denoise, zh, gen, scheduler, steps=4, rng=torch.Generator().manual_seed(7))
+        b = sample_ddim(denoise, zh, gen, scheduler, steps=4, rng=torch.Generator().manual_seed(7))
+        c = sample_ddim(denoise, zh, gen, scheduler, steps=4, rng=torch.Generator().manual_seed(8))
+    assert len(calls) == 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.equal(a[~gen], zh[~gen])
+    with pytest.raises(ValueError, match="at least 1"):
+        sample_ddim(denoise, zh, gen, scheduler, steps=0)

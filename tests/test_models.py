@@ -1,0 +1,146 @@
+"""Planner and generator behaviour: identity attention end to end, shapes, attention patterns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mardini import MarDini, get_preset
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny")).eval()
+    # Give the zero-initialised adaLN gates and output layers random values, so every branch of
+    # the untrained generator actually contributes to its output.
+    with torch.no_grad():
+        for name, p in m.generator.named_parameters():
+            if "modulation" in name or "out_" in name:
+                p.normal_(0, 0.2)
+    return m
+
+
+def _inputs(batch=2, frames=5, high=(8, 8), low=(4, 4), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    zh = torch.randn(batch, frames, 16, *high, generator=g)
+    zl = torch.randn(batch, frames, 16, *low, generator=g)
+    gen = torch.zeros(batch, frames, dtype=torch.bool)
+    gen[0, 1:-1] = True  # interpolation
+    if batch > 1:        # image-to-video, reference in the middle
+        gen[1] = True
+        gen[1, frames // 2] = False
+    return zh, zl, gen
+
+
+def test_planner_reference_outputs_ignore_masked_frames_and_other_references(model):
+    _, zl, gen = _inputs()
+    plan = model.planner(zl, gen)
+    # Changing the learnable [MASK] token changes every masked frame's input ...
+    with torch.no_grad():
+        saved = model.planner.mask_token.clone()
+        model.planner.mask_token.add_(1.0)
+        plan_mask = model.planner(zl, gen)
+        model.planner.mask_token.copy_(saved)
+    ref, masked = ~gen, gen
+    assert torch.equal(plan_mask[ref], plan[ref])
+    assert not torch.allclose(plan_mask[masked], plan[masked])
+    # ... and a reference frame's signal does not depend on the other reference frame either.
+    zl2 = zl.clone()
+    zl2[0, -1] += torch.randn_like(zl2[0, -1])
+    plan2 = model.planner(zl2, gen)
+    assert torch.equal(plan2[0, 0], plan[0, 0])
+    assert not torch.allclose(plan2[0, 2], plan[0, 2])
+
+
+@pytest.mark.parametrize("attention", ["spatiotemporal", "temporal"])
+def test_generator_reference_outputs_ignore_noisy_tokens(model, attention):
+    zh, zl, gen = _inputs()
+    plan = model.planner(zl, gen)
+    t = torch.tensor([700, 300])
+    out = model.generator(zh, t, gen, plan, attention=attention)
+    zh2 = zh.clone()
+    zh2[gen] += 3 * torch.randn_like(zh2[gen])  # perturb every noisy token
+    out2 = model.generator(zh2, t + 111, gen, plan, attention=attention)  # and the noise level
+    assert torch.equal(out2[~gen], out[~gen])
+    assert not torch.allclose(out2[gen], out[gen])
+
+
+def test_generator_attention_patterns_differ_but_share_weights(model):
+    zh, zl, gen = _inputs()
+    plan = model.planner(zl, gen)
+    t = torch.tensor([500, 500])
+    st = model.generator(zh, t, gen, plan, attention="spatiotemporal")
+    tm = model.generator(zh, t, gen, plan, attention="temporal")
+    assert st.shape == tm.shape and torch.isfinite(tm).all()
+    assert not torch.allclose(st[gen], tm[gen])
+    with pytest.raises(ValueError, match="unknown attention pattern"):
+        model.generator(zh, t, gen, plan, attention="causal")
+
+
+@pytest.mark.parametrize("frames", [3, 7])
+def test_non_square_frames_and_odd_frame_counts(model, frames):
+    zh, zl, _ = _inputs(batch=1, frames=frames, high=(6, 10), low=(4, 6))
+    gen = torch.ones(1, frames, dtype=torch.bool)
+    gen[0, frames // 2] = False
+    plan = model.planner(zl, gen)
+    # rows * (cols + 1) tokens per frame: 2 rows of 3 patches, each followed by [NEXT].
+    assert plan.shape == (1, frames, 2 * 4, 64)
+    assert model.planner.reconstruct(plan, 4, 6).shape == (1, frames, 16, 4, 6)
+    for attention in ("spatiotemporal", "temporal"):
+        v = model.generator(zh, torch.tensor([999]), gen, plan, attention=attention)
+        assert v.shape == zh.shape and torch.isfinite(v).all()
+
+
+def test_untrained_generator_predicts_zero_and_uncond_token_is_used():
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny"))
+    zh, zl, gen = _inputs()
+    v = m.generator(zh, torch.tensor([10, 900]), gen, None)
+    assert torch.equal(v, torch.zeros_like(v))  # adaLN-Zero
+    plan = m.planner(zl, gen)
+    projected = m.generator.project_plan(plan, 2, 5, drop=torch.tensor([True, False]))
+    assert torch.equal(projected[0], m.generator.uncond_token.expand_as(projected[0]))
+    assert not torch.equal(projected[1], m.generator.uncond_token.expand_as(projected[1]))
+
+
+def test_bad_shapes_give_clear_errors(model):
+    zh, zl, gen = _inputs()
+    with pytest.raises(ValueError, match="latent channels"):
+        model.planner(zl[:, :, :8], gen)
+    with pytest.raises(ValueError, match="frame mask"):
+        model.generator(zh, torch.tensor([1, 1]), gen[:, :3], None)
+    with pytest.raises(ValueError, match="not divisible by the patch size"):
+        model.generator(zh[..., :7], torch.tensor([1, 1]), gen, None)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny")).train()
+    with torch.no_grad():
+        for name, p in m.generator.named_parameters():
+            if "modulation" in name or "out_" in name:
+                p.normal_(0, 0.2)
+    zh, zl, gen = _inputs()
+
+    def grads():
+        m.zero_grad()
+        plan = m.planner(zl, gen)
+        m.generator(zh, torch.tensor([100, 800]), gen, plan).square().mean().backward()
+        return [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    plain = grads()
+    m.set_gradient_checkpointing(True)
+    checkpointed = grads()
+    assert len(plain) == len(checkpointed) > 0
+    for a, b in zip(plain, checkpointed):
+        torch.testing.assert_close(a, b)
+
+
+def test_bf16_autocast_forward_runs():
+    torch.manual_seed(0)
+    m = MarDini(get_preset("mardini-tiny"))
+    zh, zl, gen = _inputs()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v = m.generator(zh, torch.tensor([5, 500]), gen, m.planner(zl, gen))
+    assert v.shape == zh.shape and torch.isfinite(v.float()).all()
