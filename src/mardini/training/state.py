@@ -1,0 +1,166 @@
+"""Training checkpoints: what a run writes every N steps and how ``--resume`` finds it.
+
+A run folder holds ``checkpoints/step-0000100/``, each a complete inference checkpoint
+(``config.json``, ``model.safetensors`` with the EMA weights, ``codec/``) that
+``MarDiniPipeline.from_pretrained`` loads, plus ``training/`` with what an exact resume needs:
+
+    training/weights.safetensors     the optimiser's (non-EMA) weights
+    training/optimizer.safetensors   AdamW moments, one tensor per parameter and slot
+    training/state.json              step, data position, optimiser hyper-parameters, stage config
+
+A checkpoint is written into ``step-N.tmp`` and renamed when complete, so a folder named
+``step-N`` is never half-written; a damaged one is detected on resume and the previous is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from mardini.checkpoint import CheckpointError, load_model, save_model
+from mardini.models.mardini import MarDini
+
+STEP_PATTERN = re.compile(r"^step-(\d+)$")
+TRAINING_DIR = "training"
+CODEC_DIR = "codec"
+
+
+def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state dict into safetensors-ready tensors and JSON-ready metadata."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{slot}"] = value.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(index), {})[slot] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_state_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`optimizer_state_to_tensors`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    for index, slots in meta.get("scalars", {}).items():
+        state.setdefault(int(index), {}).update(slots)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # codec weights never change during training: share the bytes
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def write_checkpoint(run_dir: Path, step: int, model: MarDini, ema_state: dict[str, torch.Tensor] | None,
+                     optimizer: torch.optim.Optimizer, codec_dir: Path, state: dict[str, Any],
+                     keep: int) -> Path:
+    """Write ``checkpoints/step-N`` atomically and prune all but the newest ``keep``."""
+    root = run_dir / "checkpoints"
+    final = root / f"step-{step:07d}"
+    tmp = root / f"step-{step:07d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(model, tmp)
+    if ema_state is not None:
+        # The inference weights are the EMA ones; the raw weights go to training/ for resuming.
+        save_file(ema_state, str(tmp / "model.safetensors"), metadata={"format": "pt", "weights": "ema"})
+    shutil.copytree(codec_dir, tmp / CODEC_DIR, copy_function=_link_or_copy)
+    training = tmp / TRAINING_DIR
+    training.mkdir()
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+              str(training / "weights.safetensors"))
+    tensors, meta = optimizer_state_to_tensors(optimizer)
+    save_file(tensors, str(training / "optimizer.safetensors"))
+    (training / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := STEP_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def read_training_state(checkpoint: Path) -> dict[str, Any]:
+    """Load and check everything a resume needs; raises CheckpointError if anything is damaged."""
+    training = checkpoint / TRAINING_DIR
+    try:
+        state = json.loads((training / "state.json").read_text())
+        weights = load_file(str(training / "weights.safetensors"))
+        optimizer = load_file(str(training / "optimizer.safetensors"))
+        ema = load_file(str(checkpoint / "model.safetensors"))
+    except Exception as err:  # missing file, truncated JSON or safetensors
+        raise CheckpointError(f"checkpoint '{checkpoint}' is damaged or incomplete ({err})") from None
+    for name, tensors in (("weights", weights), ("optimizer", optimizer), ("ema", ema)):
+        bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad:
+            raise CheckpointError(f"checkpoint '{checkpoint}' has non-finite {name} tensors ({bad[:3]})")
+    return {"state": state, "weights": weights, "optimizer": optimizer, "ema": ema}
+
+
+def latest_usable_checkpoint(run_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """Newest checkpoint that loads cleanly; damaged ones are reported and skipped."""
+    for checkpoint in reversed(list_checkpoints(run_dir)):
+        try:
+            return checkpoint, read_training_state(checkpoint)
+        except CheckpointError as err:
+            warnings.warn(f"{err}; falling back to the previous checkpoint", stacklevel=2)
+    return None
+
+
+def resolve_start(init: str) -> Path | None:
+    """A checkpoint folder to start from, or None when ``init`` names a preset.
+
+    ``init`` may be a checkpoint folder or a run folder (its newest complete checkpoint is used).
+    """
+    path = Path(init)
+    if not path.exists():
+        if "/" in init or init.startswith("."):
+            raise CheckpointError(f"starting checkpoint '{init}' does not exist; train the previous stage first")
+        return None
+    if (path / "config.json").is_file():
+        return path
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise CheckpointError(f"'{init}' is neither a checkpoint folder nor a run folder with checkpoints/")
+    return checkpoints[-1]
+
+
+def resolve_codec_dir(path: str | Path) -> Path:
+    """A codec folder, or the newest checkpoint of a ``mardini train-vae`` run folder."""
+    path = Path(path)
+    if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        return path
+    checkpoints = list_checkpoints(path)
+    if not checkpoints:
+        raise CheckpointError(f"codec run folder '{path}' has no complete checkpoint yet")
+    return checkpoints[-1]
+
+
+def load_start_model(init: str) -> tuple[MarDini | None, Path | None]:
+    """Model weights and codec folder of the starting checkpoint (None, None for a preset)."""
+    start = resolve_start(init)
+    if start is None:
+        return None, None
+    return load_model(start), start / CODEC_DIR

@@ -1,0 +1,272 @@
+"""The training loop for every stage of the recipe (section 2.4, appendix B), top to bottom.
+
+One function, :func:`train`, runs a stage: build or load the model, build the data, then
+repeat {encode clips, draw masks, compute the stage's loss, step AdamW, update the EMA}, writing
+a checkpoint every ``checkpoint_every`` steps and on SIGTERM / Ctrl-C. Launched with
+``torchrun`` it trains data-parallel (DDP; gloo on CPU, NCCL on GPU), each rank on its own shard.
+
+Exactness of ``--resume``: every random draw of step N (masks, timesteps, noise, dropout) comes
+from a generator seeded by (seed, N, rank), and the data position is stored, so a resumed run
+continues with exactly the numbers the uninterrupted run would have used.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from mardini.checkpoint import CheckpointError
+from mardini.codecs import LatentCodec, load_codec
+from mardini.config import get_preset
+from mardini.data import ShardedClipSampler, build_dataset
+from mardini.diffusion import make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
+from mardini.models.mardini import MarDini
+from mardini.training.config import StageConfig, stage_to_dict
+from mardini.training.state import latest_usable_checkpoint, load_start_model, optimizer_state_from_tensors, \
+    resolve_codec_dir, write_checkpoint
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss became non-finite); the message says what to do."""
+
+
+class StageLoss(nn.Module):
+    """The stage's objective as one module, so DDP sees a single forward per step."""
+
+    def __init__(self, model: MarDini, cfg: StageConfig):
+        super().__init__()
+        self.model = model
+        self.cfg = cfg
+        self.scheduler = make_scheduler(model.config.diffusion)
+
+    def forward(self, z_high: Tensor, z_low: Tensor, generate: Tensor, rng: torch.Generator) -> Tensor:
+        if self.cfg.train == "planner":  # stage 1b, Eq. 2
+            return masked_reconstruction_loss(self.model.planner, z_low, generate)
+        plan = self.model.planner(z_low, generate) if self.cfg.train == "joint" else None  # Eq. 3 / Eq. 1
+        return masked_diffusion_loss(self.model.generator, self.scheduler, z_high, generate, plan,
+                                     plan_dropout=self.cfg.plan_dropout, rng=rng)
+
+
+def lr_at(step: int, cfg: StageConfig) -> float:
+    """Linear warm-up then cosine decay to ``min_lr_ratio * lr`` at the last step."""
+    o = cfg.optim
+    if step < o.warmup_steps:
+        return o.lr * (step + 1) / o.warmup_steps
+    progress = (step - o.warmup_steps) / max(1, cfg.steps - o.warmup_steps)
+    return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size); initialises torch.distributed when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
+    model, codec_dir = load_start_model(cfg.init)
+    if model is None:
+        if cfg.codec is None:
+            raise ValueError(f"stage '{cfg.name}' starts from the preset '{cfg.init}' and needs a codec folder: "
+                             f"set `codec:` in its YAML (e.g. the output of `mardini train-vae`)")
+        model = MarDini(get_preset(cfg.init))
+        codec_dir = resolve_codec_dir(cfg.codec)
+    elif cfg.codec is not None:
+        codec_dir = resolve_codec_dir(cfg.codec)
+    assert codec_dir is not None
+    codec = load_codec(codec_dir)
+    if codec.latent_channels != model.config.latent_channels:
+        raise ValueError(f"the codec in '{codec_dir}' has {codec.latent_channels} latent channels but the model "
+                         f"expects {model.config.latent_channels}; use a matching codec or preset")
+    model.config.generator.attention = cfg.generator_attention
+    model.generator.attention = cfg.generator_attention
+    if cfg.drop_reconstruction_head and model.planner.head is not None:
+        model.planner.head = None
+        model.config.planner.reconstruction_head = False
+    # Frames and size of this stage become the checkpoint's defaults (resolution grows by stage).
+    model.config.num_frames, model.config.height, model.config.width = cfg.frames, cfg.height, cfg.width
+    return model, codec, codec_dir
+
+
+def _trainable(model: MarDini, cfg: StageConfig) -> list[nn.Parameter]:
+    model.requires_grad_(False)
+    if cfg.train in ("generator", "joint"):
+        model.generator.requires_grad_(True)
+    if cfg.train in ("planner", "joint"):
+        model.planner.requires_grad_(True)
+        if cfg.train == "joint" and model.planner.head is not None:
+            model.planner.head.requires_grad_(False)  # Eq. 3 never reaches f
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _make_dataset(cfg: StageConfig, model: MarDini) -> Any:
+    low = model.config.low_resolution(cfg.height, cfg.width)
+    return build_dataset(cfg.data, frames=cfg.frames, size=(cfg.height, cfg.width), low_size=low, seed=cfg.seed)
+
+
+@torch.no_grad()
+def _latents(clips: list[dict[str, Any]], codec: LatentCodec, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Latents of a batch of clips: read from a latent cache, or encoded now."""
+    if "high_latents" in clips[0]:
+        return (torch.stack([c["high_latents"] for c in clips]).to(device),
+                torch.stack([c["low_latents"] for c in clips]).to(device))
+    high = torch.stack([c["high"] for c in clips]).to(device)
+    low = torch.stack([c["low"] for c in clips]).to(device)
+    return codec.encode(high), codec.encode(low)
+
+
+def _step_rng(cfg: StageConfig, step: int, rank: int, device: torch.device) -> torch.Generator:
+    return torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
+
+
+def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
+          progress: bool = True) -> Path:
+    """Run one stage; returns the folder of the last checkpoint written.
+
+    Args:
+        cfg: the stage (see ``configs/``).
+        out_dir: run folder; checkpoints go to ``out_dir/checkpoints``, metrics to ``metrics.jsonl``.
+        resume: continue from the newest complete checkpoint in ``out_dir``.
+        max_steps: stop after this global step (for short runs); the schedule still follows ``cfg.steps``.
+    """
+    rank, world = _distributed()
+    out_dir = Path(out_dir)
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
+        else torch.device("cpu")
+    torch.manual_seed(cfg.seed)
+    model, codec, codec_dir = _build_model(cfg)
+    step, data_position = 0, 0
+    resumed = latest_usable_checkpoint(out_dir) if resume else None
+    if resume and resumed is None and (out_dir / "checkpoints").exists():
+        raise CheckpointError(f"--resume: no usable checkpoint in '{out_dir}/checkpoints'")
+    if resumed is not None:
+        model.load_state_dict(resumed[1]["weights"])
+    model.set_gradient_checkpointing(cfg.gradient_checkpointing)
+    model.to(device).train()
+    codec.to(device).eval()
+    params = _trainable(model, cfg)
+    optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
+                                  weight_decay=cfg.optim.weight_decay)
+    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    if resumed is not None:
+        state = resumed[1]["state"]
+        optimizer.load_state_dict(optimizer_state_from_tensors(resumed[1]["optimizer"], state["optimizer"]))
+        ema = {k: v.to(device) for k, v in resumed[1]["ema"].items()}
+        step, data_position = state["step"], state["data_position"]
+
+    objective: nn.Module = StageLoss(model, cfg)
+    if world > 1:
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+    if cfg.compile:
+        objective = torch.compile(objective)
+
+    dataset = _make_dataset(cfg, model)
+    sampler = ShardedClipSampler(len(dataset), rank=rank, world_size=world, seed=cfg.seed)
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(f"the data gives {len(sampler)} clips per process per epoch, fewer than batch_size="
+                         f"{cfg.batch_size}; add videos, raise the data's clips_per_epoch or lower batch_size")
+    per_step = cfg.batch_size * cfg.grad_accum
+
+    def batches(position: int):
+        """Yield (position after the batch, clips) forever, from ``position`` clips into the run.
+
+        Items are indexed by (epoch, index), which fixes their random crop and timing, so the
+        stream after a resume is the stream the uninterrupted run would have seen.
+        """
+        order: tuple[int, list[int]] = (-1, [])
+        while True:
+            epoch, offset = divmod(position, len(sampler))
+            if order[0] != epoch:
+                order = (epoch, sampler.indices(epoch))
+            chunk = order[1][offset:offset + cfg.batch_size]
+            if len(chunk) < cfg.batch_size:  # too few left in this epoch: start the next
+                position = (epoch + 1) * len(sampler)
+                continue
+            position += cfg.batch_size
+            yield position, [dataset[(epoch, i)] for i in chunk]
+
+    stop = {"signal": None}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["signal"] = signum  # finish the current step, save, then exit
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
+    total = min(cfg.steps, max_steps) if max_steps else cfg.steps
+    metrics_path = out_dir / "metrics.jsonl"
+    if rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "stage.json").write_text(json.dumps(stage_to_dict(cfg), indent=1))
+    bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not progress or rank != 0, dynamic_ncols=True)
+    stream = batches(data_position)
+    last_checkpoint: Path | None = None
+
+    def save() -> Path:
+        state = {"data_position": data_position, "stage": stage_to_dict(cfg), "world_size": world}
+        return write_checkpoint(out_dir, step, model, ema, optimizer, codec_dir, state, cfg.keep_checkpoints)
+
+    first_step = step
+    try:
+        started = time.time()
+        while step < total and stop["signal"] is None:
+            rng = _step_rng(cfg, step, rank, device)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for micro in range(cfg.grad_accum):
+                data_position, clips = next(stream)
+                z_high, z_low = _latents(clips, codec, device)
+                mask_rng = torch.Generator().manual_seed(rng.initial_seed() + micro)
+                generate = cfg.masks.sample(len(clips), z_high.shape[1], step / max(1, cfg.steps), mask_rng).to(device)
+                sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else objective.no_sync()
+                with sync, autocast:
+                    loss = objective(z_high, z_low, generate, rng) / cfg.grad_accum
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"the loss became {loss.item()} at step {step}; nothing was saved from this "
+                                        f"step. Resume from the last checkpoint with a lower optim.lr "
+                                        f"(now {cfg.optim.lr}) or precision=fp32")
+                loss.backward()
+                loss_sum += loss.item()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            optimizer.step()
+            with torch.no_grad():
+                decay = cfg.optim.ema_decay
+                for name, value in model.state_dict().items():
+                    ema[name].lerp_(value.float(), 1 - decay) if value.is_floating_point() else ema[name].copy_(value)
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.4f}")
+            if rank == 0 and (step % cfg.log_every == 0 or step == total):
+                elapsed = time.time() - started
+                record = {"step": step, "loss": loss_sum, "lr": lr_at(step - 1, cfg), "grad_norm": float(grad_norm),
+                          "clips_per_s": world * per_step * (step - first_step) / max(elapsed, 1e-9),
+                          "time": time.time()}
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if rank == 0 and step % cfg.checkpoint_every == 0:
+                last_checkpoint = save()
+        if rank == 0 and (stop["signal"] is not None or step == total):
+            last_checkpoint = save()
+    finally:
+        bar.close()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if stop["signal"] is not None and rank == 0:
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {last_checkpoint}")
+    if world > 1:
+        dist.barrier()
+    assert last_checkpoint is not None or rank != 0
+    return last_checkpoint if last_checkpoint is not None else out_dir

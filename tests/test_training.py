@@ -1,0 +1,162 @@
+"""The training system (issue: progressive recipe, exact resume, signals, bad data)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mardini.checkpoint import load_model
+from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+from mardini.training import MaskSchedule, TrainingError, load_stage_config, train
+from mardini.training.state import latest_usable_checkpoint, list_checkpoints
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
+STAGES = ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation", "stage3_joint_task"]
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory):
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("codec")
+    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(folder)
+    return folder
+
+
+def _stage(name, codec_dir, *overrides):
+    return load_stage_config(CONFIGS / f"{name}.yaml", [f"codec={codec_dir}", *overrides])
+
+
+def _losses(run):
+    return [json.loads(line)["loss"] for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def recipe(tmp_path_factory, codec_dir):
+    """Every stage of configs/tiny, each starting from the previous stage's run folder."""
+    root = tmp_path_factory.mktemp("recipe")
+    previous = None
+    runs = {}
+    for name in STAGES:
+        overrides = [] if previous is None else [f"init={previous}"]
+        if previous is not None:
+            overrides.append("codec=null")
+        cfg = load_stage_config(CONFIGS / f"{name}.yaml", overrides if previous else [f"codec={codec_dir}"])
+        runs[name] = train(cfg, root / name, progress=False)
+        previous = root / name
+    return runs
+
+
+def test_every_stage_runs_from_the_previous_checkpoint(recipe):
+    stage1a = load_model(recipe["stage1a_generator"])
+    stage1b = load_model(recipe["stage1b_planner"])
+    stage2 = load_model(recipe["stage2_joint_interpolation"])
+    stage3 = load_model(recipe["stage3_joint_task"])
+    # 1b trains only the planner: the generator it carries is 1a's (EMA) generator, unchanged.
+    for key, value in stage1a.generator.state_dict().items():
+        assert torch.equal(value, stage1b.generator.state_dict()[key]), key
+    assert not torch.equal(stage1a.planner.blocks[0].st_attn.to_q.weight, stage1b.planner.blocks[0].st_attn.to_q.weight)
+    # Stage 2 drops the projection head and switches the generator to temporal attention.
+    assert stage2.planner.head is None and stage2.config.generator.attention == "temporal"
+    assert stage3.config.num_frames == 5 and stage3.planner.head is None
+    for run in recipe.values():
+        losses = _losses(run.parent.parent)
+        assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+
+
+def test_stage_checkpoint_loads_in_the_pipeline(recipe):
+    from mardini import MarDiniPipeline
+
+    pipe = MarDiniPipeline.from_pretrained(recipe["stage3_joint_task"])
+    assert pipe.model.config.generator.attention == "temporal"
+
+
+def test_resume_is_exact(tmp_path, codec_dir):
+    cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=6", "checkpoint_every=100")
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", max_steps=3, progress=False)
+    resumed = train(cfg, tmp_path / "split", resume=True, progress=False)
+    assert resumed.name == straight.name == "step-0000006"
+    assert _losses(tmp_path / "split") == pytest.approx(_losses(tmp_path / "straight"), rel=1e-5, abs=1e-6)
+    for file in ("model.safetensors", "training/weights.safetensors", "training/optimizer.safetensors"):
+        a, b = load_file(straight / file), load_file(resumed / file)
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=f"{file}:{key}")
+
+
+def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, codec_dir):
+    cfg = _stage("stage1a_generator", codec_dir, "steps=4", "checkpoint_every=2", "keep_checkpoints=3")
+    train(cfg, tmp_path / "run", progress=False)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["step-0000002", "step-0000004"]
+    newest = tmp_path / "run" / "checkpoints" / "step-0000004" / "training" / "optimizer.safetensors"
+    newest.write_bytes(newest.read_bytes()[:50])
+    with pytest.warns(UserWarning, match="damaged or incomplete"):
+        found = latest_usable_checkpoint(tmp_path / "run")
+    assert found[0].name == "step-0000002"
+    # A half-written checkpoint (still under its temporary name) is never picked up.
+    (tmp_path / "run" / "checkpoints" / "step-0000006.tmp").mkdir()
+    with pytest.warns(UserWarning):
+        assert latest_usable_checkpoint(tmp_path / "run")[0].name == "step-0000002"
+
+
+def test_non_finite_loss_stops_without_a_poisoned_checkpoint(tmp_path, codec_dir):
+    cfg = _stage("stage1a_generator", codec_dir, "steps=4", "checkpoint_every=1", "optim.lr=1e30",
+                 "optim.grad_clip=1e30", "optim.warmup_steps=1")
+    with pytest.raises(TrainingError, match="loss became"):
+        train(cfg, tmp_path / "run", progress=False)
+    for checkpoint in list_checkpoints(tmp_path / "run"):
+        latest = load_file(checkpoint / "training" / "weights.safetensors")
+        assert all(torch.isfinite(v).all() for v in latest.values())
+
+
+def test_sigterm_saves_a_loadable_checkpoint(tmp_path, codec_dir):
+    script = (
+        "from mardini.training import load_stage_config, train\n"
+        f"cfg = load_stage_config({str(CONFIGS / 'stage1a_generator.yaml')!r}, "
+        f"['codec={codec_dir}', 'steps=100000', 'checkpoint_every=100000'])\n"
+        f"train(cfg, {str(tmp_path / 'run')!r}, progress=False)\n"
+    )
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"stopped by signal" in out
+    checkpoint = list_checkpoints(tmp_path / "run")[-1]
+    assert load_model(checkpoint).config.name == "mardini-tiny"
+
+
+def test_mask_schedule():
+    rng = torch.Generator().manual_seed(0)
+    interp = MaskSchedule(mode="interpolation").sample(3, 9, 0.0, rng)
+    assert interp[:, 0].logical_not().all() and interp[:, -1].logical_not().all() and interp[:, 1:-1].all()
+    schedule = MaskSchedule(preserved=(0.3, 0.6), preserved_end=(0.11, 0.11))
+    start = schedule.sample(2000, 9, 0.0, rng)
+    end = schedule.sample(2000, 9, 1.0, rng)
+    kept_start, kept_end = (~start).sum(1).float(), (~end).sum(1).float()
+    assert kept_end.max() == 1 and kept_start.mean() > 3  # ends at image-to-video
+    assert start.any(1).all() and (~start).any(1).all()   # always >= 1 reference and >= 1 generated
+    positions = (~end).float().argmax(1)
+    assert len(set(positions.tolist())) == 9               # the single reference can be anywhere
+
+
+def test_bad_config_values_are_reported(tmp_path, codec_dir):
+    with pytest.raises(ValueError, match="unknown field"):
+        _stage("stage1a_generator", codec_dir, "optim.learning_rate=1")
+    with pytest.raises(ValueError, match="key=value"):
+        _stage("stage1a_generator", codec_dir, "steps")
+    with pytest.raises(ValueError, match="precision"):
+        _stage("stage1a_generator", codec_dir, "precision=fp16")
