@@ -68,7 +68,8 @@ class StageConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     sample_every: int = 0
-    num_workers: int = 0
+    #: Each rank appends the sources of the clips it trained on to data_rank{R}.jsonl (debugging).
+    log_data: bool = False
 
 
 def _from_dict(cls: type, data: Any, where: str) -> Any:

@@ -127,6 +127,27 @@ def _latents(clips: list[dict[str, Any]], codec: LatentCodec, device: torch.devi
     return codec.encode(high), codec.encode(low)
 
 
+def _should_stop(stop: dict[str, Any], world: int) -> bool:
+    """Whether any rank got SIGTERM/SIGINT; agreed by all ranks so none waits on a finished one."""
+    if world == 1:
+        return stop["signal"] is not None
+    flag = torch.tensor([0 if stop["signal"] is None else int(stop["signal"])])
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() and stop["signal"] is None:
+        stop["signal"] = int(flag.item())
+    return bool(flag.item())
+
+
+def _rank_spread(model: nn.Module) -> float:
+    """Largest difference between ranks of a weight checksum: 0 when DDP keeps them in sync."""
+    checksum = torch.stack([sum(p.detach().double().sum() for p in model.parameters()),
+                            sum(p.detach().double().abs().sum() for p in model.parameters())])
+    high, low = checksum.clone(), checksum.clone()
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    return float((high - low).abs().max())
+
+
 def _step_rng(cfg: StageConfig, step: int, rank: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
 
@@ -195,7 +216,11 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                 position = (epoch + 1) * len(sampler)
                 continue
             position += cfg.batch_size
-            yield position, [dataset[(epoch, i)] for i in chunk]
+            clips = [dataset[(epoch, i)] for i in chunk]
+            if cfg.log_data:
+                with (out_dir / f"data_rank{rank}.jsonl").open("a") as f:
+                    f.write(json.dumps([[c.get("source"), c.get("start")] for c in clips]) + "\n")
+            yield position, clips
 
     stop = {"signal": None}
 
@@ -220,7 +245,7 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     first_step = step
     try:
         started = time.time()
-        while step < total and stop["signal"] is None:
+        while step < total and not _should_stop(stop, world):
             rng = _step_rng(cfg, step, rank, device)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step, cfg)
@@ -249,9 +274,11 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
             step += 1
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
+            if step % cfg.log_every == 0 or step == total:
+                spread = _rank_spread(model) if world > 1 else 0.0  # a collective: every rank calls it
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 elapsed = time.time() - started
-                record = {"step": step, "loss": loss_sum, "lr": lr_at(step - 1, cfg), "grad_norm": float(grad_norm),
+                record = {"rank_weight_spread": spread, "step": step, "loss": loss_sum, "lr": lr_at(step - 1, cfg), "grad_norm": float(grad_norm),
                           "clips_per_s": world * per_step * (step - first_step) / max(elapsed, 1e-9),
                           "time": time.time()}
                 with metrics_path.open("a") as f:

