@@ -1,46 +1,94 @@
-"""Checkpoint folders: ``config.json`` + ``model.safetensors``. Loading never unpickles.
+"""Checkpoint folders: ``config.json`` + ``model.safetensors`` + ``codec/``. Loading never unpickles.
 
-A folder written by :func:`save_model` holds::
+A complete folder, as written by :func:`save_checkpoint` (and ``mardini init``), holds::
 
     config.json          {"format": "mardini", "format_version": 1, "config": {...MarDiniConfig...}}
     model.safetensors    planner.* and generator.* tensors
+    codec/               the latent codec (section 2.2, "VAE Compressor"), a folder that
+                         :func:`mardini.codecs.load_codec` reads
 
-Both files are written to temporary names and renamed into place, so an interrupted save never
-leaves a half-written file under the final name.
+:func:`save_model` / :func:`load_model` handle the networks alone (what training needs);
+:func:`save_checkpoint` / :func:`load_checkpoint` add the codec (what inference needs). The codec's
+latent channels and downsampling factor must match the model config.
+
+Every file is written to a temporary name and renamed into place, and ``codec/`` is built in a
+temporary folder and renamed likewise, so an interrupted save never leaves a half-written file under
+the final name. ``config.json`` is written last: a folder without it is visibly incomplete.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, LatentCodec, load_codec
 from mardini.config import FORMAT_VERSION, MarDiniConfig
 from mardini.models.mardini import MarDini
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+CODEC_DIR = "codec"
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder is missing, incomplete, corrupt or from another format version."""
 
 
+def _default_mode(directory: bool) -> int:
+    """Permissions a plain ``open``/``mkdir`` would give (mkstemp/mkdtemp make private 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if directory else 0o666) & ~umask
+
+
 def atomic_write(path: Path, write: Any) -> None:
     """Call ``write(tmp_path)`` then rename the temporary file onto ``path`` (same filesystem)."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, _default_mode(directory=False))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_folder(path: Path, write: Callable[[Path], Any]) -> None:
+    """Call ``write(tmp_folder)`` then rename the finished folder onto ``path``.
+
+    An existing folder at ``path`` is replaced only once the new one is complete; a failure leaves
+    it untouched and removes the temporary folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        for item in [tmp, *tmp.rglob("*")]:
+            if not item.is_symlink():
+                os.chmod(item, _default_mode(directory=item.is_dir()))
+        if path.exists() or path.is_symlink():
+            if not path.is_dir() or path.is_symlink():
+                raise FileExistsError(f"'{path}' exists and is not a folder; remove it or choose another path")
+            # Renaming a folder onto an empty one is atomic; the old contents go once the new are in.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
@@ -113,3 +161,78 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu",
 def _compare_keys(expected: Any, found: Any) -> tuple[list[str], list[str]]:
     expected, found = set(expected), set(found)
     return sorted(expected - found), sorted(found - expected)
+
+
+# --------------------------------------------------------------------------------------------
+# The latent codec of a checkpoint (what inference needs besides the networks)
+# --------------------------------------------------------------------------------------------
+
+
+def check_codec(codec: LatentCodec, config: MarDiniConfig) -> None:
+    """Raise ValueError unless ``codec`` makes the latents ``config``'s networks were built for."""
+    if codec.latent_channels != config.latent_channels or codec.downsample != config.vae_downsample:
+        raise ValueError(f"the codec makes {codec.latent_channels}-channel latents at 1/{codec.downsample} "
+                         f"resolution, but model '{config.name}' takes {config.latent_channels}-channel latents "
+                         f"at 1/{config.vae_downsample} resolution; use a codec that matches the model")
+
+
+def untrained_codec(config: MarDiniConfig) -> FrameAutoencoderCodec:
+    """A randomly initialised :class:`FrameAutoencoderCodec` matching ``config`` (for ``mardini init``).
+
+    Seed ``torch`` first for a reproducible one. Like the untrained networks, it is a starting point
+    for training; trained codecs replace it.
+    """
+    codec = FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(latent_channels=config.latent_channels)))
+    check_codec(codec, config)
+    return codec.eval()
+
+
+def save_codec(codec: LatentCodec, folder: str | os.PathLike) -> Path:
+    """Write ``codec`` to ``folder/codec/`` (replacing an existing one only once the new one is complete)."""
+    target = Path(folder) / CODEC_DIR
+    save = getattr(codec, "save_pretrained", None)
+    if save is None:
+        raise TypeError(f"{type(codec).__name__} has no save_pretrained; copy the folder it was loaded from "
+                        f"to '{target}' instead")
+    atomic_write_folder(target, save)
+    return target
+
+
+def save_checkpoint(model: MarDini, codec: LatentCodec, folder: str | os.PathLike,
+                    extra: dict[str, Any] | None = None) -> Path:
+    """Write a complete checkpoint folder: the codec first, then weights, then ``config.json``."""
+    check_codec(codec, model.config)
+    save_codec(codec, folder)
+    return save_model(model, folder, extra)
+
+
+def load_checkpoint_codec(folder: str | os.PathLike, config: MarDiniConfig | None = None) -> LatentCodec:
+    """Load ``folder/codec/`` and check it against the model config (read from ``folder`` if not given)."""
+    folder = Path(folder)
+    if config is None:
+        config, _ = read_config(folder)
+    codec_dir = folder / CODEC_DIR
+    if not codec_dir.is_dir():
+        raise CheckpointError(
+            f"checkpoint folder '{folder}' has no {CODEC_DIR}/ folder: it is incomplete (a model without its "
+            f"latent codec); copy a codec folder with {config.latent_channels} latent channels to '{codec_dir}', "
+            f"or write a complete checkpoint with `mardini init --preset NAME --out DIR`")
+    try:
+        codec = load_codec(codec_dir)
+    except Exception as err:  # codec loaders raise ValueError, OSError or the safetensors error types
+        raise CheckpointError(f"the codec in '{codec_dir}' cannot be loaded: {err}") from None
+    try:
+        check_codec(codec, config)
+    except ValueError as err:
+        raise CheckpointError(f"'{codec_dir}' does not fit '{folder}': {err}") from None
+    return codec.eval()
+
+
+def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu",
+                    dtype: torch.dtype | None = None) -> tuple[MarDini, LatentCodec]:
+    """Load the networks and the codec of a complete checkpoint folder, both on ``device`` in ``dtype``."""
+    config, _ = read_config(folder)
+    codec = load_checkpoint_codec(folder, config)  # before the (larger) weights: fail fast when absent
+    model = load_model(folder, device=device, dtype=dtype)
+    codec = codec.to(device=device, dtype=dtype) if dtype is not None else codec.to(device)
+    return model, codec

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 from mardini.config import PRESETS
@@ -25,18 +26,160 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
-    """Write an untrained checkpoint folder for a preset (the start of training from scratch)."""
+    """Write an untrained checkpoint folder for a preset (the start of training from scratch).
+
+    The folder is complete: networks plus a randomly initialised frame-autoencoder codec with the
+    preset's latent channels, so ``mardini generate`` runs on it (producing noise until trained).
+    """
     import torch
 
-    from mardini.checkpoint import save_model
+    from mardini.checkpoint import save_checkpoint, untrained_codec
     from mardini.models import MarDini
 
     out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.force:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise UserError(f"'{out}' exists and is not empty; choose a new folder or pass --force to overwrite")
     torch.manual_seed(args.seed)
-    save_model(MarDini.from_preset(args.preset), out)
-    print(f"wrote untrained {args.preset} checkpoint to {out}")
+    model = MarDini.from_preset(args.preset)
+    save_checkpoint(model, untrained_codec(model.config), out)
+    print(f"wrote untrained {args.preset} checkpoint (model + codec) to {out}")
+    return 0
+
+
+TASKS = ("i2v", "interpolate", "loop", "expand", "slowmo", "custom")
+# The inputs each task reads; any other input option is a mistake worth reporting.
+_TASK_INPUTS = {
+    "i2v": {"image", "ref_index"},
+    "interpolate": {"first", "last"},
+    "loop": {"image"},
+    "expand": {"video", "video_frames"},
+    "slowmo": {"video", "video_frames", "factor"},
+    "custom": {"known"},
+}
+_INPUT_FLAGS = {"image": "--image", "first": "--first", "last": "--last", "video": "--video",
+                "video_frames": "--video-frames", "known": "--known", "factor": "--factor",
+                "ref_index": "--ref-index"}
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    """Run one task of :mod:`mardini.tasks` on a checkpoint and write the video."""
+    from mardini import io, tasks
+    from mardini.checkpoint import read_config
+    from mardini.pipeline import MarDiniPipeline
+
+    for name, flag in _INPUT_FLAGS.items():
+        if getattr(args, name) is not None and name not in _TASK_INPUTS[args.task]:
+            raise UserError(f"{flag} is not an input of {args.task}; it takes "
+                            f"{', '.join(_INPUT_FLAGS[n] for n in sorted(_TASK_INPUTS[args.task]))}")
+    out = Path(args.out)
+    io.output_format(out)
+    if (out.exists() or out.is_symlink()) and not args.force:
+        raise UserError(f"'{out}' exists; choose another output path or pass --force to replace it")
+    device = _device(args.device)
+    if args.cpu_offload and device.type == "cpu":
+        raise UserError("--cpu-offload moves the models between the CPU and an accelerator; it needs --device cuda")
+    config, _ = read_config(args.checkpoint)  # a folder of another version fails here, before any reading
+
+    options: dict = {"steps": args.steps, "seed": args.seed, "height": args.height, "width": args.width,
+                     "window": args.window, "overlap": args.overlap, "progress": not args.quiet}
+    if args.guidance is not None:
+        options["guidance_scale"] = args.guidance
+    frames = args.frames
+    if args.task in ("i2v", "loop"):
+        image = io.read_image(_required(args.image, "--image", args.task))
+        if args.task == "i2v":
+            run = partial(tasks.image_to_video, image=image, num_frames=frames, ref_index=args.ref_index or 0)
+        else:
+            run = partial(tasks.loop, image=image, num_frames=frames)
+    elif args.task == "interpolate":
+        paths = [_required(args.first, "--first", args.task), _required(args.last, "--last", args.task)]
+        images = [io.read_image(p) for p in paths]
+        io.check_same_size(images, paths)
+        run = partial(tasks.interpolate, first=images[0], last=images[1], num_frames=frames)
+    elif args.task == "expand":
+        video = io.read_video(_required(args.video, "--video", args.task), args.video_frames)
+        if frames is None:
+            raise UserError(f"expand needs --frames: the total length, more than the {len(video)} given frames")
+        run = partial(tasks.expand, frames=video, num_frames=frames)
+    elif args.task == "slowmo":
+        video = io.read_video(_required(args.video, "--video", args.task), args.video_frames)
+        if (frames is None) == (args.factor is None):
+            raise UserError("slowmo needs exactly one of --frames (the total length) and --factor")
+        run = partial(tasks.slow_motion, frames=video, factor=args.factor, num_frames=frames)
+    else:
+        known = _parse_known(_required(args.known, "--known", args.task))
+        images = {i: io.read_image(p) for i, p in known.items()}
+        io.check_same_size(list(images.values()), list(known.values()))
+        run = partial(tasks.custom, known=images, num_frames=frames)
+
+    pipe = MarDiniPipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
+                                           cpu_offload=args.cpu_offload)
+    result = run(pipe, **options)
+    video = result.frames[0]
+    io.write_video(video, out, fps=args.fps)
+    if args.contact_sheet:
+        io.write_contact_sheet(video, args.contact_sheet)
+    height, width = video.shape[1:3]
+    known = int(result.known[0].sum())
+    print(f"wrote {len(video)} frames of {width}x{height} to {out} ({args.task}: {known} known, "
+          f"{len(video) - known} generated in {len(result.windows)} window(s) of at most "
+          f"{args.window or config.num_frames} frames; {result.steps} steps, guidance {result.guidance_scale:g}, "
+          f"seed {args.seed}, {str(pipe.dtype).removeprefix('torch.')} on {device})")
+    return 0
+
+
+def _device(name: str):  # noqa: ANN202 - torch.device
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device '{name}'; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device '{name}' is not available here (no CUDA GPU); use --device cpu")
+    return device
+
+
+def _required(value, flag: str, task: str):  # noqa: ANN001, ANN202 - passes the value through
+    if value is None:
+        raise UserError(f"{task} needs {flag}")
+    return value
+
+
+def _parse_known(items: list[str]) -> dict[int, str]:
+    known: dict[int, str] = {}
+    for item in items:
+        index, sep, path = item.partition("=")
+        if not sep or not index.strip().isdigit() or not path:
+            raise UserError(f"--known takes POSITION=IMAGE with a 0-based position, e.g. --known 0=a.png; got '{item}'")
+        if int(index) in known:
+            raise UserError(f"--known gives position {int(index)} twice")
+        known[int(index)] = path
+    return known
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """One stage of the progressive recipe (configs/*.yaml); `torchrun` runs it data-parallel."""
+    from mardini.training import TrainingError, load_stage_config, train
+
+    cfg = load_stage_config(args.config, args.override)
+    try:
+        checkpoint = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    except TrainingError as err:
+        raise UserError(str(err)) from None
+    print(f"checkpoint: {checkpoint}")
+    return 0
+
+
+def _cmd_train_vae(args: argparse.Namespace) -> int:
+    """Train the project's own 16-channel 8x frame autoencoder (configs/vae.yaml)."""
+    from mardini.training.vae import load_vae_config, train_vae
+
+    cfg = load_vae_config(args.config, args.override)
+    checkpoint = train_vae(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    print(f"codec checkpoint: {checkpoint}")
     return 0
 
 
@@ -57,6 +200,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
     p.add_argument("--force", action="store_true", help="overwrite a non-empty folder")
     p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("generate", help="generate a video with a checkpoint (one of the paper's tasks)",
+                       description="Generate a video. Frame positions are 0-based; --frames counts every "
+                                   "frame of the output, the given ones included.")
+    p.add_argument("task", choices=TASKS, help="i2v: image-to-video; interpolate: frames between --first and "
+                   "--last (also novel views); loop: first = last = --image; expand: continue --video; "
+                   "slowmo: hierarchical slow motion of --video; custom: any --known frames")
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, codec/)")
+    p.add_argument("--out", required=True, help="output: .mp4, .gif, or a path without extension for PNG frames")
+    g = p.add_argument_group("inputs")
+    g.add_argument("--image", help="the image (i2v, loop)")
+    g.add_argument("--first", help="first frame (interpolate)")
+    g.add_argument("--last", help="last frame (interpolate)")
+    g.add_argument("--video", help="a video file or a folder of frames (expand, slowmo)")
+    g.add_argument("--video-frames", type=int, help="use only the first N frames of --video")
+    g.add_argument("--known", action="append", metavar="POS=IMAGE", help="a known frame (custom); repeat it")
+    g.add_argument("--ref-index", type=int, help="position of the image in the video (i2v; default 0)")
+    g.add_argument("--factor", type=int, help="slow-motion factor: k frames become (k-1)*factor+1 (slowmo)")
+    g = p.add_argument_group("generation")
+    g.add_argument("--frames", type=int, help="frames of the output video, given ones included (default for i2v, "
+                   "interpolate, loop and custom: the model's window)")
+    g.add_argument("--height", type=int, help="output height (default: the input's, rounded to a multiple of 16)")
+    g.add_argument("--width", type=int, help="output width (default: the input's, rounded likewise)")
+    g.add_argument("--steps", type=int, help="DDIM steps per window (default: the config's, 25)")
+    g.add_argument("--guidance", type=float, help="guidance scale (default: 2.5 for i2v and expand, 1 for "
+                   "interpolate, loop and slowmo; custom: 1 if every new frame is between known ones, else 2.5)")
+    g.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed repeats exactly")
+    g.add_argument("--window", type=int, help="most frames per model call (default and at most the model's)")
+    g.add_argument("--overlap", type=int, help="reference frames each extension window keeps")
+    g = p.add_argument_group("device and output")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (default: cuda when present)")
+    g.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "bf16", "float16", "fp16"],
+                   help="network dtype (float16 only on GPUs)")
+    g.add_argument("--cpu-offload", action="store_true",
+                   help="keep models on the CPU and move each to the GPU only while it runs")
+    g.add_argument("--fps", type=float, default=8.0, help="frames per second of .mp4/.gif (default 8)")
+    g.add_argument("--contact-sheet", help="also write the frames tiled into this PNG")
+    g.add_argument("--force", action="store_true", help="replace an existing output")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_generate)
+
+    for name, func, config_help in (
+            ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),
+            ("train-vae", _cmd_train_vae, "autoencoder config (default: built-in defaults), e.g. configs/vae.yaml")):
+        p = sub.add_parser(name, help=func.__doc__.splitlines()[0] if func.__doc__ else None)
+        p.add_argument("--config", required=name == "train", help=config_help)
+        p.add_argument("--out", required=True, help="run folder: checkpoints/, metrics.jsonl")
+        p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in --out")
+        p.add_argument("--max-steps", type=int, help="stop at this step (the schedule still follows the config)")
+        p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a config value by its dotted path, e.g. optim.lr=3e-4; repeatable")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
     return parser
 
 
@@ -65,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, FileNotFoundError) as err:
-        print(f"mardini {args.command}: error: {err}", file=sys.stderr)
+    except (UserError, ValueError, OSError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the message
+        print(f"mardini {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
 from mardini.training.config import _from_dict, apply_overrides
 from mardini.training.state import list_checkpoints, optimizer_state_from_tensors, optimizer_state_to_tensors
@@ -80,23 +81,10 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
     return cfg
 
 
-def ssim_loss(x: Tensor, y: Tensor) -> Tensor:
-    """1 - SSIM (Wang et al. 2004; Gaussian window 11, sigma 1.5) on images in [-1, 1], differentiable."""
-    channels = x.shape[1]
-    coords = torch.arange(11, dtype=torch.float32, device=x.device) - 5
-    g = torch.exp(-coords ** 2 / (2 * 1.5 ** 2))
-    g = (g / g.sum()).to(x.dtype)
-    window = (g[:, None] * g[None, :]).expand(channels, 1, 11, 11).contiguous()
-
-    def blur(t: Tensor) -> Tensor:
-        return F.conv2d(t, window, groups=channels)
-
-    x, y = (x + 1) / 2, (y + 1) / 2
-    c1, c2 = 0.01 ** 2, 0.03 ** 2
-    mx, my = blur(x), blur(y)
-    vx, vy, cxy = blur(x * x) - mx ** 2, blur(y * y) - my ** 2, blur(x * y) - mx * my
-    ssim = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
-    return 1 - ssim.mean()
+def ssim_loss(reconstruction: Tensor, target: Tensor) -> Tensor:
+    """1 - SSIM of frames in [-1, 1] (the evaluation's SSIM, which is differentiable)."""
+    to_unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731 - out-of-range pixels are L1's job
+    return 1 - ssim(to_unit(reconstruction), to_unit(target)).mean()
 
 
 def build_frame_pool(cfg: VaeTrainConfig) -> Tensor:
