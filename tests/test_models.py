@@ -144,3 +144,24 @@ def test_bf16_autocast_forward_runs():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         v = m.generator(zh, torch.tensor([5, 500]), gen, m.planner(zl, gen))
     assert v.shape == zh.shape and torch.isfinite(v.float()).all()
+
+
+def test_identity_attention_can_be_switched_off_for_ablations():
+    torch.manual_seed(0)
+    cfg = get_preset("mardini-tiny")
+    cfg.planner.identity_attention = cfg.generator.identity_attention = False
+    m = MarDini(cfg).eval()
+    with torch.no_grad():
+        for name, p in m.generator.named_parameters():
+            if "modulation" in name or "out_" in name:
+                p.normal_(0, 0.2)
+    zh, zl, gen = _inputs()
+    plan = m.planner(zl, gen)
+    zl2 = zl.clone()
+    zl2[0, -1] += 1.0
+    # Without identity attention a reference frame's signal now depends on the other reference.
+    assert not torch.allclose(m.planner(zl2, gen)[0, 0], plan[0, 0])
+    zh2 = zh.clone()
+    zh2[gen] += 1.0
+    t = torch.tensor([500, 500])
+    assert not torch.allclose(m.generator(zh2, t, gen, plan)[~gen], m.generator(zh, t, gen, plan)[~gen])

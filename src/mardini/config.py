@@ -41,6 +41,8 @@ class PlannerConfig:
     patch_size: int = 2
     # Projection head f of Eq. 2, used only in the stage-one reconstruction warm-up.
     reconstruction_head: bool = True
+    # Identity attention in the spatio-temporal layers (section 2.3.2); off only for ablations.
+    identity_attention: bool = True
 
 
 @dataclass
@@ -58,6 +60,9 @@ class GeneratorConfig:
     attention: AttentionPattern = "spatiotemporal"
     # Width of the sinusoidal timestep features fed to the timestep MLP (DiT uses 256).
     time_freq_dim: int = 256
+    # Identity attention in the second self-attention (section 2.3.2); off only for ablations
+    # (figure 5c: without it the early training loss does not come down).
+    identity_attention: bool = True
 
 
 @dataclass

@@ -73,7 +73,7 @@ class GeneratorBlock(nn.Module):
 
     def forward(self, x: Tensor, time_cond: Tensor, mlp_cond: Tensor, plan: Tensor, pattern: AttentionPattern,
                 rope_frame: tuple[Tensor, Tensor], rope_video: tuple[Tensor, Tensor],
-                rope_time: tuple[Tensor, Tensor], frame_is_generated: Tensor) -> Tensor:
+                rope_time: tuple[Tensor, Tensor], attends_all: Tensor) -> Tensor:
         batch, frames, tokens, dim = x.shape
         s1, c1, g1, s2, c2, g2, s3, c3, g3 = self.attn_modulation(time_cond)[:, :, None].chunk(9, dim=-1)
         s4, c4, g4 = self.mlp_modulation(mlp_cond)[:, :, None].chunk(3, dim=-1)
@@ -83,10 +83,10 @@ class GeneratorBlock(nn.Module):
 
         h = modulate(self.norm_temporal(x), s2, c2)
         if pattern == "spatiotemporal":
-            mask = frame_is_generated.repeat_interleave(tokens, dim=1)
+            mask = attends_all.repeat_interleave(tokens, dim=1)
             h = self.temporal_attn(h.flatten(1, 2), rope=rope_video, token_is_generated=mask).view_as(x)
         else:
-            mask = frame_is_generated.repeat_interleave(tokens, dim=0)  # (B*N, K), matching "(b n) k"
+            mask = attends_all.repeat_interleave(tokens, dim=0)  # (B*N, K), matching "(b n) k"
             h = rearrange(h, "b k n d -> (b n) k d")
             h = self.temporal_attn(h, rope=rope_time, token_is_generated=mask)
             h = rearrange(h, "(b n) k d -> b k n d", b=batch)
@@ -182,6 +182,9 @@ class Generator(nn.Module):
         plan_tokens = self.project_plan(plan, batch, frames, drop_plan)
         mlp_cond = time_cond + self.plan_pool_proj(plan_tokens.mean(dim=2))
 
+        # Frames whose tokens attend to every token: the generated ones (identity attention), or
+        # all frames when identity attention is switched off for an ablation.
+        attends_all = frame_is_generated if self.cfg.identity_attention else torch.ones_like(frame_is_generated)
         positions = generator_positions(frames, rows, cols, device=x.device)
         rope_video = rope_tables(positions, self.axis_dims)
         per_frame = rows * cols
@@ -189,7 +192,7 @@ class Generator(nn.Module):
         rope_time = (rope_video[0][::per_frame], rope_video[1][::per_frame])
         for block in self.blocks:
             args = (x, time_cond, mlp_cond, plan_tokens, pattern, rope_frame, rope_video, rope_time,
-                    frame_is_generated)
+                    attends_all)
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(block, *args, use_reentrant=False)
             else:

@@ -102,7 +102,10 @@ class Planner(nn.Module):
         positions = planner_positions(frames, rows, cols + 1, device=x.device)
         rope_video = rope_tables(positions, self.axis_dims)
         rope_frame = (rope_video[0][:tokens], rope_video[1][:tokens])
-        token_is_generated = frame_is_generated.repeat_interleave(tokens, dim=1)
+        # Tokens that attend to every token: the masked ones, or all of them when identity
+        # attention is switched off for an ablation.
+        attends_all = frame_is_generated if self.cfg.identity_attention else torch.ones_like(frame_is_generated)
+        token_is_generated = attends_all.repeat_interleave(tokens, dim=1)
         for block in self.blocks:
             if self.gradient_checkpointing and self.training:
                 x = checkpoint(block, x, rope_frame, rope_video, token_is_generated, use_reentrant=False)
