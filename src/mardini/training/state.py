@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mardini.checkpoint import CheckpointError, load_model, save_model
+from mardini.checkpoint import CODEC_DIR, CheckpointError, load_model, save_model
 from mardini.models.mardini import MarDini
 
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
 TRAINING_DIR = "training"
-CODEC_DIR = "codec"
+
 
 
 def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
