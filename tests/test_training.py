@@ -68,9 +68,15 @@ def test_every_stage_runs_from_the_previous_checkpoint(recipe):
     # Stage 2 drops the projection head and switches the generator to temporal attention.
     assert stage2.planner.head is None and stage2.config.generator.attention == "temporal"
     assert stage3.config.num_frames == 5 and stage3.planner.head is None
-    for run in recipe.values():
+    from PIL import Image
+
+    for name, run in recipe.items():
         losses = _losses(run.parent.parent)
         assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+        # Periodic samples: a GIF of truth above prediction, one frame per clip frame.
+        with Image.open(run.parent.parent / "samples" / "step-0000004.gif") as gif:
+            # Stage 1b shows the planner's head reconstruction, at the planner's (low) resolution.
+            assert gif.n_frames == 5 and gif.size == ((32, 64) if name == "stage1b_planner" else (64, 128))
 
 
 def test_stage_checkpoint_loads_in_the_pipeline(recipe):

@@ -67,6 +67,7 @@ class StageConfig:
     log_every: int = 10
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
+    #: Write a GIF of the current model on a training clip every N steps (0: never).
     sample_every: int = 0
     #: Each rank appends the sources of the clips it trained on to data_rank{R}.jsonl (debugging).
     log_data: bool = False

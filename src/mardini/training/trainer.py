@@ -127,6 +127,41 @@ def _latents(clips: list[dict[str, Any]], codec: LatentCodec, device: torch.devi
     return codec.encode(high), codec.encode(low)
 
 
+def _tensorboard(out_dir: Path) -> Any:
+    """A TensorBoard writer when the tensorboard package is installed (optional), else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+@torch.no_grad()
+def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: Tensor, z_low: Tensor,
+                  generate: Tensor, path: Path) -> None:
+    """A GIF of the current weights on one training clip: codec round trip above, prediction below."""
+    from mardini.diffusion import guided_denoiser, sample_ddim
+    from mardini.io import write_gif
+
+    was_training = model.training
+    model.eval()
+    z_high, z_low, generate = z_high[:1].float(), z_low[:1].float(), generate[:1]
+    if cfg.train == "planner":  # stage 1b has no diffusion: show the head's reconstruction (Eq. 2)
+        predicted = model.planner.reconstruct(model.planner(z_low, generate), *z_low.shape[-2:])
+        truth, predicted = z_low, torch.where(generate[:, :, None, None, None], predicted, z_low)
+    else:
+        plan = model.planner(z_low, generate) if cfg.train == "joint" else None
+        scheduler = make_scheduler(model.config.diffusion)
+        predicted = sample_ddim(guided_denoiser(model.generator, generate, plan), z_high, generate, scheduler,
+                                steps=model.config.diffusion.sampling_steps, rng=torch.Generator().manual_seed(0))
+        truth = z_high
+    rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
+            for z in (truth, predicted)]
+    frames = torch.cat(rows, dim=-2).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    write_gif(frames, path)
+    model.train(was_training)
+
+
 def _should_stop(stop: dict[str, Any], world: int) -> bool:
     """Whether any rank got SIGTERM/SIGINT; agreed by all ranks so none waits on a finished one."""
     if world == 1:
@@ -234,6 +269,7 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "stage.json").write_text(json.dumps(stage_to_dict(cfg), indent=1))
+    tensorboard = _tensorboard(out_dir) if rank == 0 else None
     bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not progress or rank != 0, dynamic_ncols=True)
     stream = batches(data_position)
     last_checkpoint: Path | None = None
@@ -283,12 +319,19 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                           "time": time.time()}
                 with metrics_path.open("a") as f:
                     f.write(json.dumps(record) + "\n")
+                if tensorboard is not None:
+                    for key in ("loss", "lr", "grad_norm", "clips_per_s"):
+                        tensorboard.add_scalar(f"train/{key}", record[key], step)
+            if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
+                _write_sample(model, codec, cfg, z_high, z_low, generate, out_dir / "samples" / f"step-{step:07d}.gif")
             if rank == 0 and step % cfg.checkpoint_every == 0:
                 last_checkpoint = save()
         if rank == 0 and (stop["signal"] is not None or step == total):
             last_checkpoint = save()
     finally:
         bar.close()
+        if tensorboard is not None:
+            tensorboard.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stop["signal"] is not None and rank == 0:
