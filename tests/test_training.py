@@ -177,11 +177,18 @@ def _torchrun(tmp_path, run, *overrides):
     with socket.socket() as s:  # a free port for the rendezvous
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = subprocess.run(
+    # A session of its own, so a hung run's workers can be killed with the launcher.
+    proc = subprocess.Popen(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
          f"--master_port={port}", str(script), str(CONFIGS / "stage2_joint_interpolation.yaml"), str(run),
-         "init=mardini-tiny", *overrides], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+         "init=mardini-tiny", *overrides], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    assert proc.returncode == 0, err[-3000:]
 
 
 def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, codec_dir):

@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("task", choices=TASKS, help="i2v: image-to-video; interpolate: frames between --first and "
                    "--last (also novel views); loop: first = last = --image; expand: continue --video; "
                    "slowmo: hierarchical slow motion of --video; custom: any --known frames")
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, codec/)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
     p.add_argument("--out", required=True, help="output: .mp4, .gif, or a path without extension for PNG frames")
     g = p.add_argument_group("inputs")
     g.add_argument("--image", help="the image (i2v, loop)")
@@ -306,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
     i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
     for e in (q, i):
-        e.add_argument("--checkpoint", required=True, help="checkpoint folder (config.json, model.safetensors, codec/)")
+        e.add_argument("--checkpoint", default=None,
+                       help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
         e.add_argument("--json", required=True, help="write the results here (JSON)")
         e.add_argument("--markdown", help="also write the table here (Markdown)")
         e.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
@@ -316,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="network dtype (float16 only on GPUs)")
         e.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("demo", help="run every task on bundled real inputs and write an HTML page")
+    p.add_argument("--out", default="mardini-demo", help="output folder (default: mardini-demo)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the bundled model")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the config's, 25)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_demo)
 
     for name, func, config_help in (
             ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),
@@ -332,9 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Every task on bundled real inputs, written as mp4 + gif with one HTML page."""
+    from mardini.demo import run_demo
+
+    page = run_demo(args.out, checkpoint=args.checkpoint, steps=args.steps, seed=args.seed, progress=not args.quiet)
+    print(f"demo page: {page.resolve()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "checkpoint", "unset") is None and args.command in ("generate", "eval", "demo"):
+        from mardini.demo import default_checkpoint
+
+        try:
+            args.checkpoint = str(default_checkpoint())
+        except FileNotFoundError as err:
+            print(f"mardini {args.command}: error: {err}", file=sys.stderr)
+            return 2
     try:
         return args.func(args)
     except (UserError, ValueError, OSError) as err:

