@@ -211,3 +211,22 @@ def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, co
         cfg = load_stage_config(CONFIGS / "stage2_joint_interpolation.yaml",
                                 ["init=mardini-tiny", f"codec={codec_dir}", "steps=4"])
         assert train(cfg, tmp_path / name, resume=True, progress=False).name == "step-0000004"
+
+
+def test_training_on_a_folder_with_a_broken_and_a_two_frame_video(tmp_path, codec_dir):
+    from test_data import moving_frames, write_video
+
+    from mardini.data import VideoSkippedWarning
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(videos / "good.mp4", moving_frames(40, 64, 64))
+    (videos / "broken.mp4").write_bytes(os.urandom(4096))
+    write_video(videos / "two_frames.mp4", moving_frames(2, 64, 64))
+    cfg = _stage("stage1a_generator", codec_dir, "steps=2", "checkpoint_every=100",
+                 f"data={{kind: video_folder, path: {videos}, fps: 8, clips_per_epoch: 8}}")
+    with pytest.warns(VideoSkippedWarning) as caught:
+        checkpoint = train(cfg, tmp_path / "run", progress=False)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "broken.mp4" in messages and "two_frames.mp4" in messages
+    assert checkpoint.name == "step-0000002" and len(_losses(tmp_path / "run")) == 2
