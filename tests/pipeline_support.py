@@ -99,3 +99,18 @@ def count_calls(monkeypatch: pytest.MonkeyPatch) -> Callable:
             monkeypatch.setattr(module, "forward", forward)
 
     return counter
+
+
+def decoded_frames(path: Path) -> int:
+    """Frames in a written video: an mp4 (decoded with PyAV), a GIF, or a folder of PNGs."""
+    import av
+
+    from mardini.io import read_video
+
+    if path.is_dir():
+        return len(read_video(path))
+    if path.suffix == ".gif":
+        with Image.open(path) as gif:
+            return gif.n_frames
+    with av.open(str(path)) as container:
+        return sum(1 for _ in container.decode(video=0))

@@ -18,7 +18,8 @@ from mardini.checkpoint import CODEC_DIR
 from mardini.cli import main
 from mardini.codecs import load_codec
 from mardini.io import read_video, write_png_folder
-from pipeline_support import bikes, bikes_path, photos, pipe, round_trip, tiny_checkpoint  # noqa: F401 - fixtures
+from pipeline_support import (bikes, bikes_path, decoded_frames, photos, pipe, round_trip,  # noqa: F401 - fixtures
+                              tiny_checkpoint)
 
 FAST = ["--steps", "2", "--quiet", "--device", "cpu"]
 
@@ -45,14 +46,6 @@ def generate(tiny_checkpoint: Path, out: Path, task: str, *args: str) -> int:  #
     return main(["generate", task, "--checkpoint", str(tiny_checkpoint), "--out", str(out), *FAST, *args])
 
 
-def decoded_frames(path: Path) -> int:
-    if path.is_dir():
-        return len(read_video(path))
-    if path.suffix == ".gif":
-        with Image.open(path) as gif:
-            return gif.n_frames
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 # --- every task ----------------------------------------------------------------------------------

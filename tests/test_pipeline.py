@@ -22,7 +22,8 @@ from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoenc
 from mardini.io import MediaError, read_video, write_contact_sheet, write_gif, write_mp4, write_png_folder
 from mardini.pipeline import resolve_dtype
 from mardini.windows import default_overlap, plan_windows
-from pipeline_support import bikes, bikes_path, count_calls, photos, pipe, round_trip, tiny_checkpoint  # noqa: F401
+from pipeline_support import (bikes, bikes_path, count_calls, decoded_frames, photos, pipe, round_trip,  # noqa: F401
+                              tiny_checkpoint)
 
 
 # --- the general call ----------------------------------------------------------------------------
@@ -263,21 +264,13 @@ def test_window_schedule_shapes():
 # --- writing and reading videos ------------------------------------------------------------------
 
 
-def frame_count(path) -> int:
-    if path.is_dir():
-        return len(read_video(path))
-    if path.suffix == ".gif":
-        with Image.open(path) as gif:
-            return gif.n_frames
-    with av.open(str(path)) as container:
-        return sum(1 for _ in container.decode(video=0))
 
 
 def test_writers_produce_files_that_decode_back(pipe, bikes, tmp_path):
     out = pipe.generate([bikes[0]], [0], 5, steps=2, seed=0, progress=False)
     for name in ("clip.mp4", "clip.gif", "frames"):
         path = out.save(tmp_path / name, fps=8)
-        assert frame_count(path) == 5
+        assert decoded_frames(path) == 5
     decoded = read_video(tmp_path / "clip.mp4")
     assert decoded.shape == (5, 64, 64, 3)
     np.testing.assert_array_equal(read_video(tmp_path / "frames"), out.frames[0])  # PNGs are lossless

