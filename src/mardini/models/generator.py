@@ -20,6 +20,7 @@ frames carry t = 0 (they are clean), which tells the two kinds of token apart.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -43,6 +44,14 @@ def timestep_features(t: Tensor, dim: int, max_period: float = 10000.0) -> Tenso
 
 def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
+
+
+@functools.lru_cache(maxsize=16)
+def generator_rope(frames: int, rows: int, cols: int, axis_dims: tuple[int, ...],
+                   device: torch.device) -> tuple[Tensor, Tensor]:
+    """Rotary tables of a (frames, rows, cols) token grid, cached: the denoising loop asks for the
+    same grid at every step."""
+    return rope_tables(generator_positions(frames, rows, cols, device), list(axis_dims))
 
 
 def generator_positions(frames: int, rows: int, cols: int, device: torch.device | None = None) -> Tensor:
@@ -185,8 +194,7 @@ class Generator(nn.Module):
         # Frames whose tokens attend to every token: the generated ones (identity attention), or
         # all frames when identity attention is switched off for an ablation.
         attends_all = frame_is_generated if self.cfg.identity_attention else torch.ones_like(frame_is_generated)
-        positions = generator_positions(frames, rows, cols, device=x.device)
-        rope_video = rope_tables(positions, self.axis_dims)
+        rope_video = generator_rope(frames, rows, cols, tuple(self.axis_dims), x.device)
         per_frame = rows * cols
         rope_frame = (rope_video[0][:per_frame], rope_video[1][:per_frame])
         rope_time = (rope_video[0][::per_frame], rope_video[1][::per_frame])
