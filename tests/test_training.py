@@ -200,7 +200,8 @@ def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, co
             for r in (0, 1)]
     assert len(seen[0]) == len(seen[1]) == 6 and not set(seen[0]) & set(seen[1])
     # FSDP (sharded weights and optimiser state) trains the same model on the same data.
-    _torchrun(tmp_path, tmp_path / "fsdp", f"codec={codec_dir}", "steps=3", "distributed=fsdp")
+    _torchrun(tmp_path, tmp_path / "fsdp", f"codec={codec_dir}", "steps=3", "distributed=fsdp", "sample_every=3")
+    assert (tmp_path / "fsdp" / "samples" / "step-0000003.gif").exists()  # sampling with sharded weights
     ddp_weights = load_file(run / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     fsdp_weights = load_file(tmp_path / "fsdp" / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     assert ddp_weights.keys() == fsdp_weights.keys()

@@ -363,7 +363,11 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
             if cfg.sample_every and step % cfg.sample_every == 0 and (rank == 0 or sharded):
                 # Under FSDP every rank runs the sampling forward passes (they all-gather weights).
                 path = out_dir / "samples" / f"step-{step:07d}.gif" if rank == 0 else None
+                if sharded:  # the root's own weights (embeddings, tokens) are gathered by hand here
+                    objective.unshard()
                 _write_sample(model, codec, cfg, z_high, z_low, generate, path)
+                if sharded:
+                    objective.reshard()
             if step % cfg.checkpoint_every == 0:
                 last_checkpoint = save() or last_checkpoint
         if stop["signal"] is not None or step == total:
