@@ -231,3 +231,21 @@ def test_training_on_a_folder_with_a_broken_and_a_two_frame_video(tmp_path, code
     messages = " ".join(str(w.message) for w in caught)
     assert "broken.mp4" in messages and "two_frames.mp4" in messages
     assert checkpoint.name == "step-0000002" and len(_losses(tmp_path / "run")) == 2
+
+
+def test_cache_command_builds_a_cache_a_stage_trains_from(tmp_path, codec_dir):
+    """`mardini cache` encodes a later stage's clips before its init exists (--model preset)."""
+    from mardini.cli import main
+
+    config = CONFIGS / "stage2_joint_interpolation.yaml"  # init: a run folder that does not exist here
+    assert main(["cache", "--config", str(config), "--out", str(tmp_path / "cache"), "--model", "mardini-tiny",
+                 "--codec", str(codec_dir), "--clips", "3", "--epochs", "2"]) == 0
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    assert len(index["items"]) == 6
+    cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=2", "batch_size=2",
+                 f"data={{kind: latents, path: {tmp_path / 'cache'}}}")
+    train(cfg, tmp_path / "run", progress=False)
+    assert len(_losses(tmp_path / "run")) >= 1
+    # a second build into the same folder is refused unless asked to overwrite
+    assert main(["cache", "--config", str(config), "--out", str(tmp_path / "cache"), "--model", "mardini-tiny",
+                 "--codec", str(codec_dir), "--clips", "1"]) == 2

@@ -173,6 +173,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cache(args: argparse.Namespace) -> int:
+    """Encode a stage's training clips once into a latent cache (train with data: {kind: latents})."""
+    from mardini.training import load_stage_config
+    from mardini.training.trainer import build_stage_cache
+
+    cfg = load_stage_config(args.config, args.override)
+    out = build_stage_cache(cfg, args.out, model=args.model, codec=args.codec, epochs=args.epochs,
+                            num_clips=args.clips, overwrite=args.overwrite)
+    print(f"latent cache: {out}  (train from it with --override 'data={{kind: latents, path: {out}}}')")
+    return 0
+
+
 def _cmd_train_vae(args: argparse.Namespace) -> int:
     """Train the project's own 16-channel 8x frame autoencoder (configs/vae.yaml)."""
     from mardini.training.vae import load_vae_config, train_vae
@@ -326,6 +338,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("cache", help=_cmd_cache.__doc__.splitlines()[0])
+    p.add_argument("--config", required=True, help="stage config whose clips to encode, e.g. "
+                   "configs/stage2_joint_interpolation.yaml")
+    p.add_argument("--out", required=True, help="cache folder (index.json + safetensors shards)")
+    p.add_argument("--model", help="preset or checkpoint that sets the planner's resolution (default: the stage's init)")
+    p.add_argument("--codec", help="codec folder or train-vae run (default: the stage's codec, else init's)")
+    p.add_argument("--epochs", type=int, default=1, help="dataset epochs to store, each a fresh draw of clips")
+    p.add_argument("--clips", type=int, help="clips per epoch (default: the data's clips_per_epoch)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
+    p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                   help="change a stage config value by its dotted path; repeatable")
+    p.set_defaults(func=_cmd_cache)
 
     for name, func, config_help in (
             ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),

@@ -31,13 +31,13 @@ from tqdm.auto import tqdm
 
 from mardini.checkpoint import CheckpointError
 from mardini.codecs import LatentCodec, load_codec
-from mardini.config import get_preset
+from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
 from mardini.diffusion import make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
 from mardini.models.mardini import MarDini
 from mardini.training.config import StageConfig, stage_to_dict
 from mardini.training.state import latest_usable_checkpoint, load_start_model, optimizer_state_from_tensors, \
-    resolve_codec_dir, write_checkpoint
+    resolve_codec_dir, resolve_start, write_checkpoint
 
 
 class TrainingError(RuntimeError):
@@ -114,9 +114,41 @@ def _trainable(model: MarDini, cfg: StageConfig) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _make_dataset(cfg: StageConfig, model: MarDini) -> Any:
-    low = model.config.low_resolution(cfg.height, cfg.width)
+def _make_dataset(cfg: StageConfig, model_config: MarDiniConfig) -> Any:
+    low = model_config.low_resolution(cfg.height, cfg.width)
     return build_dataset(cfg.data, frames=cfg.frames, size=(cfg.height, cfg.width), low_size=low, seed=cfg.seed)
+
+
+def build_stage_cache(cfg: StageConfig, out: str | Path, *, model: str | None = None, codec: str | None = None,
+                      epochs: int = 1, num_clips: int | None = None, overwrite: bool = False) -> Path:
+    """Encode a stage's training clips once (both resolutions) into a latent cache at ``out``.
+
+    Training from the cache (``data: {kind: latents, path: OUT}``) skips video decoding and the
+    codec's forward pass every step (about half of an uncached CPU step, docs/benchmarks.md).
+    The clips are the stage's own (its data, frames, size, seed and held-out time range); the
+    planner's resolution comes from ``model`` (a preset or checkpoint; default the stage's
+    ``init``) and the codec from ``codec`` (default the stage's ``codec:``, else ``init``'s), so a
+    later stage's cache can be built before the stage it starts from has finished.
+    """
+    from mardini.checkpoint import CODEC_DIR, read_config
+    from mardini.data import build_latent_cache
+
+    if cfg.data.get("kind") == "latents":
+        raise ValueError(f"stage '{cfg.name}' already reads a latent cache; point --config at a pixel-data stage")
+    source = model or cfg.init
+    start = resolve_start(source)  # None for a preset name
+    model_config = get_preset(source) if start is None else read_config(start)[0]
+    codec_path = codec or cfg.codec
+    if codec_path is not None:
+        codec_dir = resolve_codec_dir(codec_path)
+    elif start is not None:
+        codec_dir = start / CODEC_DIR
+    else:
+        raise ValueError(f"stage '{cfg.name}' names no codec: pass --codec (a codec folder or train-vae run)")
+    dataset = _make_dataset(cfg, model_config)
+    build_latent_cache(dataset, load_codec(codec_dir).eval(), out, epochs=epochs, num_clips=num_clips,
+                       overwrite=overwrite)
+    return Path(out)
 
 
 @torch.no_grad()
@@ -257,7 +289,7 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     if cfg.compile:
         objective = torch.compile(objective)
 
-    dataset = _make_dataset(cfg, model)
+    dataset = _make_dataset(cfg, model.config)
     sampler = ShardedClipSampler(len(dataset), rank=rank, world_size=world, seed=cfg.seed)
     if len(sampler) < cfg.batch_size:
         raise ValueError(f"the data gives {len(sampler)} clips per process per epoch, fewer than batch_size="

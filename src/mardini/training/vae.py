@@ -64,6 +64,12 @@ class VaeTrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     stats_frames: int = 256
+    #: Start from this saved frame autoencoder (a codec folder) instead of fresh weights.
+    init: str | None = None
+    #: Train only the decoder (and its patch shortcut); the encoder, the latent space and its
+    #: scale/shift stay exactly as in `init`, so latents already cached or trained on stay valid.
+    #: Used to keep improving reconstructions while the transformers train (docs/training.md).
+    decoder_only: bool = False
 
 
 def load_vae_config(path: str | Path | None, overrides: list[str] | None = None) -> VaeTrainConfig:
@@ -79,6 +85,10 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"size must be a multiple of 8 (the codec downsamples 8x), got {cfg.size}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got '{cfg.precision}'")
+    if cfg.decoder_only and cfg.init is None:
+        raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
+    if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
+        cfg.init = str((path.parent / cfg.init).resolve())
     return cfg
 
 
@@ -106,13 +116,44 @@ def _lr(step: int, cfg: VaeTrainConfig) -> float:
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def _trainable_parameters(model: FrameAutoencoder, cfg: VaeTrainConfig) -> list[torch.nn.Parameter]:
+    if cfg.decoder_only:
+        model.encoder.requires_grad_(False)
+        model.patch_in.requires_grad_(False)
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
+    if cfg.init is None:
+        return FrameAutoencoder(FrameAutoencoderConfig(latent_channels=cfg.latent_channels, width=cfg.width,
+                                                       depth=cfg.depth))
+    from mardini.codecs.frame_autoencoder import read_config
+
+    init = Path(cfg.init)
+    candidates = list_checkpoints(init)  # a train-vae run folder: its newest checkpoint
+    folder = candidates[-1] if candidates else init
+    try:
+        read_config(folder)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"train-vae init '{cfg.init}' is not a saved frame autoencoder ({e}); point it at a "
+                         f"`mardini train-vae` run or checkpoint folder") from e
+    model = FrameAutoencoder.from_pretrained(folder)
+    expected = (cfg.latent_channels, cfg.width, cfg.depth)
+    found = (model.config.latent_channels, model.config.width, model.config.depth)
+    if found != expected:
+        raise ValueError(f"train-vae init '{folder}' has latent_channels/width/depth {found} but the config asks "
+                         f"for {expected}; make them match")
+    return model
+
+
 def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.optim.Optimizer,
           stats_frames: Tensor, cfg: VaeTrainConfig) -> Path:
     codec = FrameAutoencoderCodec(model)
-    model.eval()
-    with torch.no_grad():
-        codec.scale, codec.shift = estimate_latent_stats(codec, stats_frames)
-    model.train()
+    if not cfg.decoder_only:  # a frozen encoder keeps its latent statistics (and cached latents valid)
+        model.eval()
+        with torch.no_grad():
+            codec.scale, codec.shift = estimate_latent_stats(codec, stats_frames)
+        model.train()
     root = run_dir / "checkpoints"
     final, tmp = root / f"step-{step:07d}", root / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -136,15 +177,14 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    model = FrameAutoencoder(FrameAutoencoderConfig(latent_channels=cfg.latent_channels, width=cfg.width,
-                                                    depth=cfg.depth))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    model = _start_model(cfg)
+    optimizer = torch.optim.AdamW(_trainable_parameters(model, cfg), lr=cfg.lr, weight_decay=0.0)
     step = 0
     checkpoints = list_checkpoints(out_dir) if resume else []
     if checkpoints:
         latest = checkpoints[-1]
         model = FrameAutoencoder.from_pretrained(latest).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(_trainable_parameters(model, cfg), lr=cfg.lr, weight_decay=0.0)
         state = json.loads((latest / "training" / "state.json").read_text())
         optimizer.load_state_dict(optimizer_state_from_tensors(
             load_file(str(latest / "training" / "optimizer.safetensors")), state["optimizer"]))

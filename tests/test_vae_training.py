@@ -1,0 +1,83 @@
+"""Tests of `mardini train-vae` (mardini.training.vae): a short run, exact resume, decoder-only
+fine-tuning and the config errors. Tiny sizes on photo clips so each run takes seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mardini.codecs import load_codec
+from mardini.training.state import list_checkpoints
+from mardini.training.vae import VaeTrainConfig, load_vae_config, train_vae
+
+
+def tiny_config(**changes) -> VaeTrainConfig:
+    base = dict(data={"kind": "photos", "source": "skimage"}, size=32, width=8, depth=1, pool_clips=6,
+                frames_per_clip=1, batch_size=2, steps=4, warmup_steps=1, checkpoint_every=2, log_every=1,
+                stats_frames=4, precision="fp32")
+    base.update(changes)
+    return VaeTrainConfig(**base)
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_train_vae_writes_loadable_codec_with_latent_statistics(tmp_path):
+    last = train_vae(tiny_config(), tmp_path, progress=False)
+    assert last.name == "step-0000004"
+    codec = load_codec(last)
+    assert codec.latent_channels == 16
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = codec.encode(x)
+    assert z.shape == (2, 16, 4, 4) and codec.decode(z).shape == x.shape
+    assert codec.scale > 0 and codec.scale != 1.0  # measured, not left at the default
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4] and all(r["l1"] > 0 for r in lines)
+
+
+def test_train_vae_resume_matches_an_uninterrupted_run(tmp_path):
+    full = train_vae(tiny_config(), tmp_path / "full", progress=False)
+    train_vae(tiny_config(), tmp_path / "split", max_steps=2, progress=False)
+    resumed = train_vae(tiny_config(), tmp_path / "split", resume=True, progress=False)
+    a, b = weights(full), weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_decoder_only_keeps_encoder_and_latent_space(tmp_path):
+    first = train_vae(tiny_config(), tmp_path / "vae", progress=False)
+    tuned = train_vae(tiny_config(init=str(tmp_path / "vae"), decoder_only=True, lr=1e-2),
+                      tmp_path / "decoder", progress=False)
+    before, after = weights(first), weights(tuned)
+    for key in before:
+        if key.startswith(("encoder.", "patch_in.")):
+            assert torch.equal(before[key], after[key]), f"{key} changed in a decoder-only run"
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(("decoder.", "patch_out.")))
+    old, new = load_codec(first), load_codec(tuned)
+    assert (old.scale, old.shift) == (new.scale, new.shift)
+
+
+def test_decoder_only_needs_init_and_a_matching_model(tmp_path):
+    (tmp_path / "vae.yaml").write_text("decoder_only: true\n")
+    with pytest.raises(ValueError, match="needs `init:`"):
+        load_vae_config(tmp_path / "vae.yaml")
+    train_vae(tiny_config(steps=2), tmp_path / "vae", progress=False)
+    with pytest.raises(ValueError, match="width/depth"):
+        train_vae(tiny_config(init=str(tmp_path / "vae"), decoder_only=True, width=16), tmp_path / "x",
+                  progress=False)
+    with pytest.raises(ValueError, match="not a saved frame autoencoder"):
+        train_vae(tiny_config(init=str(tmp_path / "missing"), decoder_only=True), tmp_path / "y", progress=False)
+
+
+def test_relative_init_resolves_against_the_config_file(tmp_path):
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "ft.yaml").write_text("init: ../runs/vae\ndecoder_only: true\n")
+    cfg = load_vae_config(tmp_path / "configs" / "ft.yaml")
+    assert Path(cfg.init) == (tmp_path / "runs" / "vae").resolve()
+    assert list_checkpoints(tmp_path / "runs" / "vae") == []
