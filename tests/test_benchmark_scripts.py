@@ -90,3 +90,23 @@ def test_ablation_quick(tmp_path: Path) -> None:
     assert set(fig["curves"]) == {"identity_attention", "no_identity_attention"}
     # Either a plot was written or the reason why not is recorded.
     assert (fig["plot"] is not None and Path(fig["plot"]).is_file()) or "matplotlib" in fig["plot_note"]
+
+
+def test_plot_training_writes_a_png_per_run(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the loss-curve plot needs matplotlib (in the dev extra)")
+    spec = importlib.util.spec_from_file_location("mardini_plot_training",
+                                                  Path(__file__).resolve().parents[1] / "scripts" / "plot_training.py")
+    plot_training = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_training)
+    for name, extra in (("vae", {"psnr": 20.0}), ("stage2", {})):
+        run = tmp_path / name
+        run.mkdir()
+        lines = [json.dumps({"step": s, "loss": 1.0 / s, "time": 100.0 + 2 * s, **extra}) for s in range(1, 40)]
+        (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "curves.png"
+    assert plot_training.main([str(tmp_path / "vae"), str(tmp_path / "stage2"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+    assert plot_training.moving_average([1.0, 3.0, 5.0], 2) == [1.0, 2.0, 4.0]
+    assert plot_training.wall_time([{"time": 0.0}, {"time": 5.0}, {"time": 5000.0}, {"time": 5010.0}]) == 15.0
+    with pytest.raises(SystemExit, match="no metrics.jsonl"):
+        plot_training.main([str(tmp_path / "missing"), "--out", str(out)])

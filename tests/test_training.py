@@ -160,6 +160,18 @@ def test_mask_schedule():
     assert len(set(positions.tolist())) == 9               # the single reference can be anywhere
 
 
+def test_mask_schedule_keeps_a_share_of_interpolation_masks():
+    rng = torch.Generator().manual_seed(0)
+    mixed = MaskSchedule(preserved=(0.11, 0.3), interpolation_share=0.25).sample(4000, 9, 0.0, rng)
+    first_last = (~mixed[:, 0]) & (~mixed[:, -1]) & mixed[:, 1:-1].all(1)
+    assert 0.2 < first_last.float().mean() < 0.3   # plus the rare random draw of exactly first+last
+    assert mixed.any(1).all() and (~mixed).any(1).all()
+    two = MaskSchedule(preserved=(0.5, 0.5), interpolation_share=1.0).sample(50, 2, 0.0, rng)
+    assert two.any(1).all() and (~two).any(1).all()
+    with pytest.raises(ValueError, match="interpolation_share"):
+        MaskSchedule(interpolation_share=1.5)
+
+
 def test_bad_config_values_are_reported(tmp_path, codec_dir):
     with pytest.raises(ValueError, match="unknown field"):
         _stage("stage1a_generator", codec_dir, "optim.learning_rate=1")

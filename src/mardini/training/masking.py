@@ -22,12 +22,20 @@ class MaskSchedule:
 
     ``preserved`` is the range at the start of the stage and ``preserved_end`` (if set) the
     range at its end; stage 3 lowers it towards a single reference frame (image-to-video).
-    ``mode = "interpolation"`` keeps the first and last frame (stage 2).
+    ``mode = "interpolation"`` keeps the first and last frame (stage 2). In random mode,
+    ``interpolation_share`` of the clips still get the first+last mask, so a stage that moves on
+    to fewer references keeps practising the previous stage's task (the paper's "joint task"
+    stages train every task at once, section 2.4.1).
     """
 
     mode: MaskMode = "random"
     preserved: tuple[float, float] = (0.35, 1.0)
     preserved_end: tuple[float, float] | None = None
+    interpolation_share: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.interpolation_share <= 1.0:
+            raise ValueError(f"masks.interpolation_share must be in [0, 1]; got {self.interpolation_share!r}")
 
     def range_at(self, progress: float) -> tuple[float, float]:
         """Preserved-share range after ``progress`` (0..1) of the stage."""
@@ -56,4 +64,10 @@ class MaskSchedule:
         # Random positions: references anywhere, so one model serves every task (section 2.2).
         order = torch.rand(batch, frames, generator=rng).argsort(dim=1)
         ranks = order.argsort(dim=1)
-        return ranks >= keep[:, None]
+        mask = ranks >= keep[:, None]
+        if self.interpolation_share > 0 and frames > 2:  # 2 frames: first+last leaves nothing to generate
+            first_last = torch.rand(batch, generator=rng) < self.interpolation_share
+            mask[first_last] = True
+            mask[first_last, 0] = False
+            mask[first_last, -1] = False
+        return mask
