@@ -96,3 +96,50 @@ def test_cli_init_writes_a_loadable_checkpoint(tmp_path, capsys):
     assert load_model(tmp_path / "ck").config.name == "mardini-tiny"
     assert main(["init", "--preset", "mardini-tiny", "--out", str(tmp_path / "ck")]) == 2
     assert "not empty" in capsys.readouterr().err
+
+
+def test_export_halves_the_weights_and_keeps_the_outputs(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from mardini.checkpoint import load_checkpoint, save_checkpoint, untrained_codec
+    from mardini.cli import main
+
+    m = _trained_looking_model()
+    torch.manual_seed(1)
+    save_checkpoint(m, untrained_codec(m.config), tmp_path / "ck")
+    (tmp_path / "ck" / "training").mkdir()  # training state must not travel into the export
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "half")]) == 0
+    assert not (tmp_path / "half" / "training").exists()
+    stored = load_file(str(tmp_path / "half" / WEIGHTS_FILE))
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
+    assert {t.dtype for t in load_file(str(tmp_path / "half" / "codec" / "model.safetensors")).values()} == {torch.float16}
+    assert json.loads((tmp_path / "half" / CONFIG_FILE).read_text())["weights_dtype"] == "float16"
+    half, codec = load_checkpoint(tmp_path / "half")
+    assert next(half.parameters()).dtype == torch.float32 and next(codec.parameters()).dtype == torch.float32
+    torch.testing.assert_close(_run(half), _run(m), rtol=0, atol=5e-3)
+    # an existing output is kept unless --force
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "half")]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+def test_export_swaps_only_a_codec_with_the_same_latent_space(tmp_path):
+    from mardini.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint, untrained_codec
+
+    m = _trained_looking_model()
+    torch.manual_seed(1)
+    codec = untrained_codec(m.config)
+    save_checkpoint(m, codec, tmp_path / "ck")
+    tuned = untrained_codec(m.config)  # same scale/shift as `codec`: stands in for a decoder-only fine-tune
+    tuned.model.decoder.load_state_dict(codec.model.decoder.state_dict())
+    with torch.no_grad():
+        tuned.model.patch_out.weight.mul_(0.5)
+    tuned.save_pretrained(tmp_path / "tuned")
+    export_checkpoint(tmp_path / "ck", tmp_path / "out", dtype=torch.float32, codec=tmp_path / "tuned")
+    _, loaded = load_checkpoint(tmp_path / "out")
+    assert torch.equal(loaded.model.patch_out.weight, tuned.model.patch_out.weight)
+    other = untrained_codec(m.config)
+    other.scale = 0.5
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(CheckpointError, match="different latent space"):
+        export_checkpoint(tmp_path / "ck", tmp_path / "bad", codec=tmp_path / "other")
+    assert not (tmp_path / "bad").exists()

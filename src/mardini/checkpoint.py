@@ -139,7 +139,10 @@ def read_config(folder: str | os.PathLike) -> tuple[MarDiniConfig, dict[str, Any
 
 def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu",
                dtype: torch.dtype | None = None) -> MarDini:
-    """Load a model saved by :func:`save_model` (safetensors only, never pickle)."""
+    """Load a model saved by :func:`save_model` (safetensors only, never pickle).
+
+    ``dtype=None`` gives float32 weights, also from a checkpoint stored in half precision.
+    """
     folder = Path(folder)
     config, _ = read_config(folder)
     weights = folder / WEIGHTS_FILE
@@ -149,6 +152,8 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu",
         state = load_file(str(weights), device=str(device))
     except Exception as err:  # safetensors raises its own error types for truncated/corrupt files
         raise CheckpointError(f"{weights} cannot be read ({err}); the file is corrupt or truncated") from None
+    if dtype is None:  # half-precision storage (an exported checkpoint) computes in float32 by default
+        state = {k: v.float() if v.dtype in (torch.float16, torch.bfloat16) else v for k, v in state.items()}
     with torch.device("meta"):
         model = MarDini(config)
     # A checkpoint saved without the stage-one head loads into a model without one.
@@ -242,3 +247,65 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
     model = load_model(folder, device=device, dtype=dtype)
     codec = codec.to(device=device, dtype=dtype) if dtype is not None else codec.to(device)
     return model, codec
+
+
+# --------------------------------------------------------------------------------------------
+# Exporting a trained checkpoint for inference (how the bundled model is made)
+# --------------------------------------------------------------------------------------------
+
+
+def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,
+                      codec: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write an inference-only copy of a checkpoint: weights in ``dtype``, no training state.
+
+    ``dtype`` is a storage format (float16 halves the size); loading computes in float32 unless
+    asked otherwise. ``codec`` replaces the checkpoint's codec with another folder that has the
+    *same latent space* (class, channels, scale and shift), e.g. the same autoencoder after a
+    decoder-only fine-tune; anything else is refused, since the networks were trained on the
+    old latents. The folder at ``out`` is replaced only once the new one is complete.
+    """
+    from mardini.data.cache import codec_description
+
+    source = Path(source)
+    config, meta = read_config(source)
+    model = load_model(source)  # checks the weights against the config
+    old_codec = load_checkpoint_codec(source, config)
+    codec_src = source / CODEC_DIR
+    new_codec = None
+    if codec is not None:
+        new_codec = load_codec(codec)
+        old_id, new_id = codec_description(old_codec), codec_description(new_codec)
+        if old_id != new_id:
+            raise CheckpointError(f"codec '{codec}' has a different latent space ({new_id}) from the one "
+                                  f"'{source}' was trained on ({old_id}); only a codec with the same encoder "
+                                  f"(e.g. a decoder-only fine-tune) can replace it")
+        check_codec(new_codec, config)
+        codec_src = Path(codec)
+    floating = (torch.float32, torch.float16, torch.bfloat16)
+    tensors = {k: v.to(dtype) if v.dtype in floating else v for k, v in model.state_dict().items()}
+    extras = {k: v for k, v in meta.items() if k not in ("format", "format_version", "config")}
+    extras.update(extra or {})
+    extras["weights_dtype"] = str(dtype).removeprefix("torch.")
+
+    def write(tmp: Path) -> None:
+        codec_tmp = tmp / CODEC_DIR
+        shutil.copytree(codec_src, codec_tmp, ignore=shutil.ignore_patterns("training"))
+        # The project's autoencoder is stored in the same dtype (it loads back into float32
+        # parameters); other codec kinds are copied as they are.
+        own_codec = isinstance(new_codec if codec is not None else old_codec, FrameAutoencoderCodec)
+        for weights_file in codec_tmp.glob("*.safetensors") if own_codec else ():
+            codec_tensors = load_file(str(weights_file))
+            metadata = _safetensors_metadata(weights_file)
+            save_file({k: v.to(dtype) if v.dtype in floating else v for k, v in codec_tensors.items()},
+                      str(weights_file), metadata=metadata)
+        save_model(model, tmp, extras, weights=tensors)
+
+    atomic_write_folder(Path(out), write)
+    return Path(out)
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str] | None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata()

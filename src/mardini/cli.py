@@ -185,6 +185,21 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Write an inference-only copy of a checkpoint (half-precision weights, no training state)."""
+    import torch
+
+    from mardini.checkpoint import export_checkpoint
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise UserError(f"'{out}' exists; pass --force to replace it (it is replaced only once the export is complete)")
+    dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype]
+    export_checkpoint(args.checkpoint, out, dtype=dtype, codec=args.codec)
+    print(f"exported: {out}")
+    return 0
+
+
 def _cmd_train_vae(args: argparse.Namespace) -> int:
     """Train the project's own 16-channel 8x frame autoencoder (configs/vae.yaml)."""
     from mardini.training.vae import load_vae_config, train_vae
@@ -338,6 +353,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("export", help=_cmd_export.__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (or a training checkpoint step-N)")
+    p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
+                   help="storage dtype of the weights (default float16; loading computes in float32)")
+    p.add_argument("--codec", help="replace the codec with this folder; it must have the same latent space "
+                   "(e.g. a decoder-only fine-tune of the same autoencoder)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("cache", help=_cmd_cache.__doc__.splitlines()[0])
     p.add_argument("--config", required=True, help="stage config whose clips to encode, e.g. "
