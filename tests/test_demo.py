@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mardini.cli import main
-from mardini.demo import DEFAULT_CHECKPOINT, demo_clip
+from mardini.demo import demo_clip
+from mardini.pipeline import DEFAULT_CHECKPOINT
 
 from pipeline_support import tiny_checkpoint  # noqa: F401 - pytest fixture
 

@@ -44,6 +44,7 @@ def test_train_vae_resume_matches_an_uninterrupted_run(tmp_path):
     full = train_vae(tiny_config(), tmp_path / "full", progress=False)
     train_vae(tiny_config(), tmp_path / "split", max_steps=2, progress=False)
     resumed = train_vae(tiny_config(), tmp_path / "split", resume=True, progress=False)
+    assert train_vae(tiny_config(), tmp_path / "split", resume=True, progress=False) == resumed  # finished: no-op
     a, b = weights(full), weights(resumed)
     assert a.keys() == b.keys()
     for key in a:

@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "checkpoint", "unset") is None and args.command in ("generate", "eval", "demo"):
-        from mardini.demo import default_checkpoint
+        from mardini.pipeline import default_checkpoint
 
         try:
             args.checkpoint = str(default_checkpoint())

@@ -22,19 +22,9 @@ from PIL import Image
 
 from mardini import tasks
 from mardini.io import write_contact_sheet, write_gif, write_mp4
-from mardini.pipeline import MarDiniPipeline
+from mardini.pipeline import MarDiniPipeline, default_checkpoint
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-DEFAULT_CHECKPOINT = ASSETS / "default"
-DEMO_INPUTS = ASSETS / "demo"
-
-
-def default_checkpoint() -> Path:
-    """The bundled model's checkpoint folder (used whenever no ``--checkpoint`` is given)."""
-    if not (DEFAULT_CHECKPOINT / "config.json").is_file():
-        raise FileNotFoundError(f"this install has no bundled model (expected {DEFAULT_CHECKPOINT}); "
-                                f"pass --checkpoint DIR with a trained or `mardini init` checkpoint")
-    return DEFAULT_CHECKPOINT
+DEMO_INPUTS = Path(__file__).resolve().parent / "assets" / "demo"
 
 
 def demo_clip(name: str) -> np.ndarray:

@@ -55,6 +55,17 @@ _DTYPES = {
 }
 
 
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "default"
+
+
+def default_checkpoint() -> Path:
+    """The bundled model's checkpoint folder (used whenever no checkpoint is given)."""
+    if not (DEFAULT_CHECKPOINT / "config.json").is_file():
+        raise FileNotFoundError(f"this install has no bundled model (expected {DEFAULT_CHECKPOINT}); "
+                                f"pass --checkpoint DIR with a trained or `mardini init` checkpoint")
+    return DEFAULT_CHECKPOINT
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype | None:
     """Check that ``device`` computes in ``dtype`` (a dtype or a name such as ``"bf16"``) and return it.
 
@@ -193,14 +204,17 @@ class MarDiniPipeline:
     # --- construction, saving, placement ---------------------------------------------------------
 
     @classmethod
-    def from_pretrained(cls, folder: str | os.PathLike, device: str | torch.device = "cpu",
+    def from_pretrained(cls, folder: str | os.PathLike | None = None, device: str | torch.device = "cpu",
                         dtype: str | torch.dtype | None = None, cpu_offload: bool = False) -> "MarDiniPipeline":
         """Load a checkpoint folder (config.json, model.safetensors, codec/) onto ``device`` in ``dtype``.
+
+        ``folder=None`` loads the model bundled with the package (:func:`default_checkpoint`).
 
         With ``cpu_offload`` the weights load into CPU memory and run on ``device`` one model at a
         time (:meth:`enable_model_cpu_offload`).
         """
         dtype = resolve_dtype(dtype, device)
+        folder = default_checkpoint() if folder is None else folder
         model, codec = load_checkpoint(folder, device="cpu" if cpu_offload else device, dtype=dtype)
         pipe = cls(model, codec)
         return pipe.enable_model_cpu_offload(device) if cpu_offload else pipe

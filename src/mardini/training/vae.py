@@ -189,11 +189,13 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
         optimizer.load_state_dict(optimizer_state_from_tensors(
             load_file(str(latest / "training" / "optimizer.safetensors")), state["optimizer"]))
         step = state["step"]
+    total = min(cfg.steps, max_steps) if max_steps else cfg.steps
+    if checkpoints and step >= total:  # already done: nothing to train, nothing to rewrite
+        return checkpoints[-1]
     model = model.to(memory_format=torch.channels_last).train()
     pool = build_frame_pool(cfg)
     stats_frames = pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(1))[:cfg.stats_frames]]
     stats_frames = stats_frames.float() / 127.5 - 1
-    total = min(cfg.steps, max_steps) if max_steps else cfg.steps
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.precision == "bf16" else nullcontext()
     stop: dict[str, int | None] = {"signal": None}
     previous = {s: signal.signal(s, lambda signum, _f: stop.update(signal=signum))
