@@ -107,6 +107,11 @@ def _trainable(model: MarDini, cfg: StageConfig) -> list[nn.Parameter]:
     model.requires_grad_(False)
     if cfg.train in ("generator", "joint"):
         model.generator.requires_grad_(True)
+    if cfg.train == "generator":
+        # Eq. 1 conditions on Z_uncond, which enters after the plan projection: the projection
+        # gets no gradient, so it is frozen (a trainable parameter without AdamW state would
+        # break --resume).
+        model.generator.plan_proj.requires_grad_(False)
     if cfg.train in ("planner", "joint"):
         model.planner.requires_grad_(True)
         if cfg.train == "joint" and model.planner.head is not None:
