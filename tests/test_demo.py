@@ -43,8 +43,17 @@ def test_commands_default_to_the_bundled_model(tmp_path, capsys):
     image = Path(__file__).resolve().parents[1] / "src" / "mardini" / "assets" / "demo" / "bikes" / "frame_00.png"
     code = main(["generate", "i2v", "--image", str(image), "--frames", "3", "--steps", "1", "--out", str(out),
                  "--quiet"])
-    if (DEFAULT_CHECKPOINT / "config.json").is_file():
-        assert code == 0 and out.stat().st_size > 0  # a broken bundle fails here
-    else:
-        assert code == 2 and not out.exists()
-        assert "no bundled model" in capsys.readouterr().err
+    assert (DEFAULT_CHECKPOINT / "config.json").is_file(), "the bundled model is missing from the package"
+    assert code == 0 and out.stat().st_size > 0, capsys.readouterr().err  # a broken bundle fails here
+
+
+def test_a_missing_bundle_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import mardini.pipeline
+
+    monkeypatch.setattr(mardini.pipeline, "DEFAULT_CHECKPOINT", tmp_path / "not-installed")
+    image = Path(__file__).resolve().parents[1] / "src" / "mardini" / "assets" / "demo" / "bikes" / "frame_00.png"
+    code = main(["generate", "i2v", "--image", str(image), "--frames", "3", "--out", str(tmp_path / "v.gif")])
+    assert code == 2 and not (tmp_path / "v.gif").exists()
+    assert "no bundled model" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="--checkpoint"):
+        mardini.pipeline.MarDiniPipeline.from_pretrained()
