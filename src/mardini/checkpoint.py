@@ -255,7 +255,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
 
 
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,
-                      codec: str | os.PathLike | None = None, extra: dict[str, Any] | None = None) -> Path:
+                      codec: str | os.PathLike | None = None) -> Path:
     """Write an inference-only copy of a checkpoint: weights in ``dtype``, no training state.
 
     ``dtype`` is a storage format (float16 halves the size); loading computes in float32 unless
@@ -284,7 +284,6 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
     floating = (torch.float32, torch.float16, torch.bfloat16)
     tensors = {k: v.to(dtype) if v.dtype in floating else v for k, v in model.state_dict().items()}
     extras = {k: v for k, v in meta.items() if k not in ("format", "format_version", "config")}
-    extras.update(extra or {})
     extras["weights_dtype"] = str(dtype).removeprefix("torch.")
 
     def write(tmp: Path) -> None:

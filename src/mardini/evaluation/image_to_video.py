@@ -231,13 +231,13 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
     """
     from mardini.pipeline import MarDiniPipeline
 
+    if (images is None) == (videos is None):
+        raise ValueError("give either --images (a folder or 'skimage') or --videos (real clips), not both or neither")
     pipe = MarDiniPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
     size = pipe.config.height if size is None else size
     unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
     if size % unit:
         raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
-    if (images is None) == (videos is None):
-        raise ValueError("give either --images (a folder or 'skimage') or --videos (real clips), not both or neither")
     real = None
     if videos is not None:
         n = pipe.config.num_frames if frames is None else frames
@@ -255,7 +255,8 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
     settings = {
         "benchmark": "VBench-style image-to-video scores (paper appendix D), no ground truth",
         "images": str(images) if videos is None else f"frame {result['ref_index']} of real clips of {videos}",
-        "time_range": list(time_range) if videos is not None else None, "checkpoint": str(checkpoint), "model": pipe.config.name, "size": result["size"],
+        "time_range": list(time_range) if videos is not None else None, "checkpoint": str(checkpoint),
+        "model": pipe.config.name, "size": result["size"],
         "videos": len(pictures), "frames": result["frames"], "ref_index": result["ref_index"],
         "guidance_scale": guidance_scale,
         "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "fps": fps,
