@@ -60,7 +60,7 @@ from mardini.checkpoint import save_checkpoint  # noqa: E402
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, load_codec  # noqa: E402
 from mardini.config import get_preset  # noqa: E402
 from mardini.data import build_dataset  # noqa: E402
-from mardini.diffusion import guided_denoiser, sample_ddim  # noqa: E402
+from mardini.diffusion import diffusion_prior, guided_denoiser, sample_ddim  # noqa: E402
 from mardini.evaluation.interpolation import (GIVEN, Unavailable, baseline_method, clip_dataset,  # noqa: E402
                                               codec_ceiling, evaluate_interpolation, load_rife, truth_uint8)
 from mardini.evaluation.baselines import linear_blend, rife_baseline  # noqa: E402
@@ -169,7 +169,9 @@ class ArmMethod:
         elif self.kind == "generator":
             denoise = guided_denoiser(pipe.model.generator, mask, None, 1.0)
             latents = sample_ddim(lambda x, t: denoise(x, t).float(), high.float(), mask, pipe.scheduler,
-                                  self.steps, rng=rng)
+                                  self.steps, rng=rng,
+                                  prior=diffusion_prior(pipe.config.diffusion.prior, high.float(), mask),
+                                  prior_scale=pipe.config.diffusion.prior_scale)
         else:  # planner alone: Eq. 2's projection head, at the generator's resolution (low_res_factor 1)
             planner = pipe.model.planner
             plan = planner(low, mask)

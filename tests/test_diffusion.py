@@ -8,8 +8,8 @@ import torch
 from conftest import wake_zero_init
 from mardini import MarDini, get_preset
 from mardini.config import DiffusionConfig
-from mardini.diffusion import (alpha_sigma, guided_denoiser, make_scheduler, masked_diffusion_loss, masked_mse,
-                               masked_reconstruction_loss, sample_ddim)
+from mardini.diffusion import (alpha_sigma, diffusion_prior, guided_denoiser, make_scheduler, masked_diffusion_loss,
+                               masked_mse, masked_reconstruction_loss, reference_interpolation, sample_ddim)
 
 
 @pytest.fixture(scope="module")
@@ -140,3 +140,83 @@ def test_sampler_is_seeded_and_keeps_references_exactly(scheduler):
     assert torch.equal(a[~gen], zh[~gen])
     with pytest.raises(ValueError, match="at least 1"):
         sample_ddim(denoise, zh, gen, scheduler, steps=0)
+
+
+# --- the reference prior (mardini.diffusion.prior; our addition, not in the paper) ---------------
+
+def test_reference_interpolation_between_beside_and_at_references():
+    z = torch.randn(3, 6, 2, 2, 2)
+    gen = torch.tensor([[False, True, True, False, True, True],    # interpolation, then past the end
+                        [True, True, False, True, True, True],     # one reference mid-clip (i2v)
+                        [True, True, True, True, True, True]])     # no reference at all
+    prior = reference_interpolation(z, gen)
+    assert torch.equal(prior[~gen], z[~gen])  # references exactly as given
+    torch.testing.assert_close(prior[0, 1], z[0, 0] * 2 / 3 + z[0, 3] / 3)
+    torch.testing.assert_close(prior[0, 2], z[0, 0] / 3 + z[0, 3] * 2 / 3)
+    assert torch.equal(prior[0, 4], z[0, 3]) and torch.equal(prior[0, 5], z[0, 3])  # beyond: nearest
+    for k in range(6):
+        assert torch.equal(prior[1, k], z[1, 2])  # one reference: a copy of it everywhere
+    assert torch.equal(prior[2], torch.zeros_like(z[2]))
+    with pytest.raises(ValueError, match="do not match"):
+        reference_interpolation(z, gen[:, :5])
+    assert diffusion_prior("none", z, gen) is None
+    with pytest.raises(ValueError, match="unknown diffusion prior"):
+        diffusion_prior("linear", z, gen)
+    with pytest.raises(ValueError, match="unknown diffusion prior"):
+        DiffusionConfig(prior="linear")
+    with pytest.raises(ValueError, match="prior_scale must be positive"):
+        DiffusionConfig(prior_scale=0.0)
+
+
+def test_loss_with_a_prior_noises_the_scaled_residual_and_targets_its_velocity(scheduler):
+    z = torch.randn(2, 5, 4, 2, 2)
+    gen = torch.tensor([[False, True, True, True, False]] * 2)
+    prior = reference_interpolation(z, gen)
+    seen = {}
+
+    def spy(inputs, t, mask, plan, drop_plan=None):
+        seen["inputs"], seen["t"] = inputs, t
+        return torch.zeros_like(inputs)
+
+    loss = masked_diffusion_loss(spy, scheduler, z, gen, rng=torch.Generator().manual_seed(3), prior=prior,
+                                 prior_scale=0.5)
+    # Replay the same draws: timestep, then noise.
+    rng = torch.Generator().manual_seed(3)
+    t = torch.randint(0, 1000, (2,), generator=rng)
+    eps = torch.randn(z.shape, generator=rng)
+    a, s = (x.view(2, 1, 1, 1, 1) for x in alpha_sigma(scheduler, t))
+    residual = (z - prior) / 0.5
+    assert torch.equal(seen["t"], t)
+    torch.testing.assert_close(seen["inputs"][gen], (prior + 0.5 * (a * residual + s * eps))[gen])
+    assert torch.equal(seen["inputs"][~gen], z[~gen])
+    target = a * eps - s * residual  # velocity of the scaled residual
+    torch.testing.assert_close(loss, (target[gen] ** 2).mean())
+
+
+def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
+    latents = torch.randn(2, 5, 3, 2, 2)
+    gen = torch.tensor([[False, True, True, True, False], [True, True, False, True, True]])
+    prior = reference_interpolation(latents, gen)
+    v = torch.randn_like(latents)
+    seen = []
+
+    def denoise(x, t):
+        seen.append(x)
+        return v
+
+    # One step from t = 999 (alpha = 0): the residual is -v, so the frame is prior - 0.5 v ...
+    out = sample_ddim(denoise, latents, gen, scheduler, steps=1, rng=torch.Generator().manual_seed(0), prior=prior,
+                      prior_scale=0.5)
+    torch.testing.assert_close(out[gen], (prior - 0.5 * v)[gen])
+    assert torch.equal(out[~gen], latents[~gen])
+    # ... and the network saw (scaled) noise around the prior, with the references as they are.
+    noise = torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(seen[0][gen], (prior + 0.5 * noise)[gen])
+    assert torch.equal(seen[0][~gen], latents[~gen])
+    # A network that predicts nothing returns the prior itself.
+    out = sample_ddim(lambda x, t: torch.zeros_like(x), latents, gen, scheduler, steps=1, prior=prior, prior_scale=0.5)
+    assert torch.equal(out, prior)
+    # Without a prior the scale means nothing: the paper's sampler, unchanged.
+    plain = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0))
+    scaled = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0), prior_scale=0.5)
+    assert torch.equal(plain, scaled)

@@ -319,3 +319,29 @@ def test_png_folder_never_replaces_a_folder_of_other_files(bikes, tmp_path):
     write_png_folder(bikes[:3], tmp_path / "frames")
     write_png_folder(bikes[:2], tmp_path / "frames")  # a previous output is replaced whole
     assert len(list((tmp_path / "frames").iterdir())) == 2
+
+
+def test_reference_prior_is_used_by_the_pipeline_and_kept_by_its_checkpoint(tiny_checkpoint, bikes, tmp_path):
+    from mardini.diffusion import reference_interpolation
+
+    pipe = MarDiniPipeline.from_pretrained(tiny_checkpoint)
+    pipe.model.config.diffusion.prior = "reference_interpolation"
+    pipe.model.generator.zero_output_layer()  # predicts v = 0: one step from pure noise returns the prior
+    out = pipe.generate(bikes[[0, 4]], [0, 4], 5, steps=1, seed=0, progress=False)
+    with torch.no_grad():
+        high, _ = pipe.encode(torch.from_numpy(bikes[[0, 4]]).permute(0, 3, 1, 2).float() / 127.5 - 1, 64, 64)
+        latents = torch.zeros(1, 5, *high.shape[1:])
+        latents[0, [0, 4]] = high
+        mask = torch.tensor([[False, True, True, True, False]])
+        expected = pipe.decode(reference_interpolation(latents, mask))
+    from mardini.pipeline import to_uint8
+
+    np.testing.assert_allclose(out.frames[0].astype(int), to_uint8(expected)[0].astype(int), atol=1)
+    pipe.save_pretrained(tmp_path / "with-prior")
+    assert MarDiniPipeline.from_pretrained(tmp_path / "with-prior").config.diffusion.prior == "reference_interpolation"
+    # Checkpoints written before the prior existed (no such key) read as the paper's formulation.
+    legacy = shutil.copytree(tiny_checkpoint, tmp_path / "legacy")
+    config = json.loads((legacy / "config.json").read_text())
+    del config["config"]["diffusion"]["prior"]
+    (legacy / "config.json").write_text(json.dumps(config))
+    assert MarDiniPipeline.from_pretrained(legacy).config.diffusion.prior == "none"

@@ -21,7 +21,8 @@ from mardini.training import MaskSchedule, TrainingError, load_stage_config, tra
 from mardini.training.state import latest_usable_checkpoint, list_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
-STAGES = ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation", "stage3_joint_task"]
+STAGES = ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation", "stage2b_reference_prior",
+          "stage3_joint_task"]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +85,27 @@ def test_stage_checkpoint_loads_in_the_pipeline(recipe):
 
     pipe = MarDiniPipeline.from_pretrained(recipe["stage3_joint_task"])
     assert pipe.model.config.generator.attention == "temporal"
+    assert pipe.model.config.diffusion.prior == "reference_interpolation"  # kept from stage 2b
+
+
+def test_switching_the_prior_zeroes_only_the_output_layer(recipe, codec_dir):
+    from mardini.training.trainer import _build_model
+
+    stage2 = load_model(recipe["stage2_joint_interpolation"])
+    assert stage2.config.diffusion.prior == "none"
+    cfg = _stage("stage2b_reference_prior", codec_dir, f"init={recipe['stage2_joint_interpolation'].parent.parent}")
+    model, _, _ = _build_model(cfg)
+    assert model.config.diffusion.prior == "reference_interpolation"
+    before, after = stage2.generator.state_dict(), model.generator.state_dict()
+    output = {"out_proj.weight", "out_proj.bias", "out_modulation.1.weight", "out_modulation.1.bias"}
+    for key, value in after.items():
+        if key in output:
+            assert not value.any() and before[key].any(), key
+        else:
+            assert torch.equal(value, before[key]), key
+    # A stage that leaves `prior` out keeps the checkpoint's, output layer and all.
+    kept, _, _ = _build_model(_stage("stage3_joint_task", codec_dir, f"init={recipe['stage2b_reference_prior']}"))
+    assert kept.config.diffusion.prior == "reference_interpolation" and kept.generator.out_proj.weight.any()
 
 
 @pytest.mark.parametrize("stage", ["stage2_joint_interpolation", "stage1a_generator", "stage1b_planner"])
@@ -182,6 +204,8 @@ def test_bad_config_values_are_reported(tmp_path, codec_dir):
         _stage("stage1a_generator", codec_dir, "steps")
     with pytest.raises(ValueError, match="precision"):
         _stage("stage1a_generator", codec_dir, "precision=fp16")
+    with pytest.raises(ValueError, match="prior must be"):
+        _stage("stage1a_generator", codec_dir, "prior=linear")
 
 
 def _torchrun(tmp_path, run, *overrides):

@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from mardini.checkpoint import check_codec, load_checkpoint, save_checkpoint
 from mardini.codecs import LatentCodec
 from mardini.config import MarDiniConfig
-from mardini.diffusion import guided_denoiser, make_scheduler, sample_ddim
+from mardini.diffusion import diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
 from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
 
@@ -348,8 +348,10 @@ class MarDiniPipeline:
                 # Networks in their dtype, DDIM arithmetic in float32 (bf16 steps would drift).
                 return guided(x.to(dtype), t).float()
 
-            return sample_ddim(denoise, latents.to(device, torch.float32), mask, self.scheduler, steps,
-                               rng=generator, progress=progress)
+            latents = latents.to(device, torch.float32)
+            prior = diffusion_prior(self.config.diffusion.prior, latents, mask)
+            return sample_ddim(denoise, latents, mask, self.scheduler, steps, rng=generator, progress=progress,
+                               prior=prior, prior_scale=self.config.diffusion.prior_scale)
 
     # --- the general call ------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Sampling: a guided denoiser and the DDIM loop over the frames to generate.
 
 Samplers take one shared signature, ``sampler(denoise, latents, frame_is_generated, scheduler,
-steps, rng=None, progress=False)``, where ``denoise(x, t)`` returns the velocity of every frame.
+steps, rng=None, progress=False, prior=None)``, where ``denoise(x, t)`` returns the velocity of every frame.
 The planner is *not* part of ``denoise``: it runs once, before the loop, and its signal is closed
 over by :func:`guided_denoiser`.
 """
@@ -42,13 +42,17 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
 
 
 def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, scheduler: DDIMScheduler,
-                steps: int = 25, rng: torch.Generator | None = None, progress: bool = False) -> Tensor:
+                steps: int = 25, rng: torch.Generator | None = None, progress: bool = False,
+                prior: Tensor | None = None, prior_scale: float = 1.0) -> Tensor:
     """Deterministic DDIM (eta = 0, Song et al. 2021) over the generated frames.
 
     Args:
         latents: (B, K, C, H, W) with the reference frames' clean latents; values at generated
             frames are ignored (they start as pure noise, matching zero terminal SNR).
         frame_is_generated: (B, K) bool.
+        prior: optional (B, K, C, H, W) mean of the generated frames (:mod:`mardini.diffusion.prior`):
+            DDIM then runs on the residual ``(latents - prior) / prior_scale``, and ``denoise``
+            sees ``prior + prior_scale * residual``.
 
     Returns:
         Latents with generated frames denoised and reference frames exactly as given.
@@ -58,12 +62,18 @@ def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, 
     scheduler = DDIMScheduler.from_config(scheduler.config)  # own copy: set_timesteps mutates it
     scheduler.set_timesteps(steps, device=latents.device)
     keep = ~frame_is_generated[:, :, None, None, None]
+    # x is the diffused variable: the latents themselves, or their scaled residual around the prior.
+    if prior is None:
+        base, scale = torch.zeros((), dtype=latents.dtype, device=latents.device), 1.0
+    else:
+        base, scale = prior.to(latents), prior_scale
+    given = (latents - base) / scale
     noise = torch.randn(latents.shape, generator=rng, device=latents.device, dtype=latents.dtype)
-    x = torch.where(keep, latents, noise * scheduler.init_noise_sigma)
+    x = torch.where(keep, given, noise * scheduler.init_noise_sigma)
     for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
         t_batch = t.expand(latents.shape[0]).to(latents.device)
-        velocity = denoise(x, t_batch)
+        velocity = denoise(base + scale * x, t_batch)
         x = scheduler.step(velocity, t, x, eta=0.0).prev_sample.to(latents.dtype)
         # Reference frames are conditions, not unknowns: they stay exactly as given.
-        x = torch.where(keep, latents, x)
-    return x
+        x = torch.where(keep, given, x)
+    return torch.where(keep, latents, base + scale * x)

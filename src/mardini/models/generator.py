@@ -141,9 +141,14 @@ class Generator(nn.Module):
             for modulation in (block.attn_modulation, block.mlp_modulation):
                 nn.init.zeros_(modulation[-1].weight)
                 nn.init.zeros_(modulation[-1].bias)
-        for layer in (self.out_modulation[-1], self.out_proj):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        self.zero_output_layer()
+
+    def zero_output_layer(self) -> None:
+        """Zero the final modulation and projection: the network then predicts v = 0 everywhere."""
+        with torch.no_grad():
+            for layer in (self.out_modulation[-1], self.out_proj):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
 
     def project_plan(self, plan: Tensor | None, batch: int, frames: int, drop: Tensor | None = None) -> Tensor:
         """Planning signal (B, K, N, plan_dim) -> generator width, with Z_uncond where dropped.

@@ -48,6 +48,10 @@ class StageConfig:
     #: checkpoint folder, which carries its own codec.
     codec: str | None = None
     generator_attention: Literal["spatiotemporal", "temporal"] = "spatiotemporal"
+    #: Diffusion prior from this stage on ("none" or "reference_interpolation", see
+    #: `mardini.diffusion.prior`); None keeps the starting checkpoint's. Switching it zeroes the
+    #: generator's output layer, which predicted the other variable.
+    prior: str | None = None
     #: Drop the planner's projection head f (the paper removes it after stage one).
     drop_reconstruction_head: bool = False
     plan_dropout: float = 0.0
@@ -147,6 +151,9 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError("batch_size, grad_accum and steps must all be at least 1")
     if not 0.0 <= cfg.plan_dropout < 1.0:
         raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
+    if cfg.prior is not None and cfg.prior not in ("none", "reference_interpolation"):
+        raise ValueError(f"prior must be 'none' or 'reference_interpolation' (or left out to keep the starting "
+                         f"checkpoint's), got '{cfg.prior}'")
     if cfg.distributed not in ("ddp", "fsdp"):
         raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):

@@ -33,7 +33,7 @@ from mardini.checkpoint import CheckpointError
 from mardini.codecs import LatentCodec, load_codec
 from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
-from mardini.diffusion import make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
+from mardini.diffusion import diffusion_prior, make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
 from mardini.models.mardini import MarDini
 from mardini.training.config import StageConfig, stage_to_dict
 from mardini.training.state import latest_usable_checkpoint, load_start_model, optimizer_state_from_tensors, \
@@ -57,8 +57,10 @@ class StageLoss(nn.Module):
         if self.cfg.train == "planner":  # stage 1b, Eq. 2
             return masked_reconstruction_loss(self.model.planner, z_low, generate)
         plan = self.model.planner(z_low, generate) if self.cfg.train == "joint" else None  # Eq. 3 / Eq. 1
+        prior = diffusion_prior(self.model.config.diffusion.prior, z_high, generate)
         return masked_diffusion_loss(self.model.generator, self.scheduler, z_high, generate, plan,
-                                     plan_dropout=self.cfg.plan_dropout, rng=rng)
+                                     plan_dropout=self.cfg.plan_dropout, rng=rng, prior=prior,
+                                     prior_scale=self.model.config.diffusion.prior_scale)
 
 
 def lr_at(step: int, cfg: StageConfig) -> float:
@@ -95,6 +97,11 @@ def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
                          f"expects {model.config.latent_channels}; use a matching codec or preset")
     model.config.generator.attention = cfg.generator_attention
     model.generator.attention = cfg.generator_attention
+    if cfg.prior is not None and cfg.prior != model.config.diffusion.prior:
+        # The output layer was trained to predict the velocity of another variable; zeroed (as
+        # adaLN-Zero starts it), the generator begins this stage by returning the new prior itself.
+        model.config.diffusion.prior = cfg.prior
+        model.generator.zero_output_layer()
     if cfg.drop_reconstruction_head and model.planner.head is not None:
         model.planner.head = None
         model.config.planner.reconstruction_head = False
@@ -193,7 +200,9 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
         plan = model.planner(z_low, generate) if cfg.train == "joint" else None
         scheduler = make_scheduler(model.config.diffusion)
         predicted = sample_ddim(guided_denoiser(model.generator, generate, plan), z_high, generate, scheduler,
-                                steps=model.config.diffusion.sampling_steps, rng=torch.Generator().manual_seed(0))
+                                steps=model.config.diffusion.sampling_steps, rng=torch.Generator().manual_seed(0),
+                                prior=diffusion_prior(model.config.diffusion.prior, z_high, generate),
+                                prior_scale=model.config.diffusion.prior_scale)
         truth = z_high
     rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
             for z in (truth, predicted)]
