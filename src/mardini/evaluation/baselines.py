@@ -153,6 +153,22 @@ def with_codec(baseline: Callable[[Tensor, Tensor, int], Tensor], codec: torch.n
     return run
 
 
+def latent_linear_blend(first: Tensor, last: Tensor, n_between: int, codec: torch.nn.Module) -> Tensor:
+    """The cross-fade done in the codec's latent space: the end frames encoded, their latents
+    blended at t = k / (n_between + 1), the blends decoded. Float frames in [0, 1].
+
+    It is what MarDini's reference prior (`mardini.diffusion.prior`, "reference_interpolation")
+    proposes before the generator runs, so beside a model trained with that prior it shows how
+    much the network adds to it.
+    """
+    a, b = _ends(first, last)
+    t = _timesteps(n_between).to(a.dtype).view(-1, 1, 1, 1)
+    with torch.no_grad():
+        za, zb = codec.encode(a * 2.0 - 1.0), codec.encode(b * 2.0 - 1.0)
+        out = codec.decode((1.0 - t) * za.unsqueeze(-4) + t * zb.unsqueeze(-4))
+    return ((out + 1.0) / 2.0).clamp(0.0, 1.0).to(a.dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # Motion-aware scores (one video (T, 3, H, W) at a time)
 # --------------------------------------------------------------------------------------------

@@ -195,26 +195,34 @@ def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
 
 def real_clip_images(videos: str, frames: int, ref_index: int, size: int, clips: int | None = None,
                      time_range: Sequence[float] = (0.0, 1.0), fps: float = 8.0
-                     ) -> tuple[list[tuple[str, np.ndarray]], list[Tensor]]:
-    """Reference images taken from real clips, with the clips: ``([(name, uint8 HWC)], [uint8 clip])``.
+                     ) -> tuple[list[tuple[str, np.ndarray]], list[Tensor], list[dict[str, Any]]]:
+    """Reference images taken from real clips, with the clips and the clips left out:
+    ``([(name, uint8 HWC)], [uint8 clip], [{"source", "start", "reason"}])``.
 
     Clips come from the interpolation evaluation's loader (evaluation mode: evenly spaced,
     centre-cropped, ``frames`` frames at ``fps``); each clip's frame ``ref_index`` is the image.
-    ``time_range`` picks the part of every video, e.g. (0.8, 1.0): the held-out part.
+    ``time_range`` picks the part of every video, e.g. (0.8, 1.0): the held-out part. Clips with a
+    scene cut are left out, as in the interpolation evaluation: the ``real`` row's motion would
+    count the cut.
     """
-    from .interpolation import clip_dataset, truth_uint8
+    from .interpolation import clip_dataset, scene_cut, truth_uint8
 
     dataset = clip_dataset(videos, size, clips, fps, time_range, num_frames=frames)
-    images, real = [], []
+    images, real, skipped = [], [], []
     for index in range(len(dataset)):
         item = dataset[index]
         clip = truth_uint8(item)
+        cut = scene_cut(clip)
+        if cut is not None:
+            skipped.append({"source": str(item["source"]), "start": item["start"],
+                            "reason": f"scene cut between frames {cut[0]} and {cut[0] + 1} (difference {cut[1]:.3f})"})
+            continue
         images.append((f"{Path(str(item['source'])).name}@{float(item['start']):.2f}s",
                        clip[ref_index].permute(1, 2, 0).numpy()))
         real.append(clip)
     if not images:
         raise ValueError(f"--videos {videos!r} gave no clips of {frames} frames in time range {list(time_range)}")
-    return images, real
+    return images, real, skipped
 
 
 def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLike | None = None,
@@ -238,10 +246,10 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
     unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
     if size % unit:
         raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
-    real = None
+    real, skipped = None, []
     if videos is not None:
         n = pipe.config.num_frames if frames is None else frames
-        pictures, real = real_clip_images(videos, n, n // 2 if ref_index is None else ref_index, size, clips,
+        pictures, real, skipped = real_clip_images(videos, n, n // 2 if ref_index is None else ref_index, size, clips,
                                           time_range, fps)
     else:
         pictures = read_images(images, limit)
@@ -268,7 +276,8 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
         "note": "scores follow VBench's formulas with other networks: compare rows with each other, not with "
                 "VBench's leaderboard",
     }
-    report = assemble_report({"rows": result["rows"], "omitted": result["omitted"], "clips": []}, settings)
+    report = assemble_report({"rows": result["rows"], "omitted": result["omitted"], "clips": [], "skipped": skipped},
+                             settings)
     report.pop("clip_list", None)
     report["per_image"] = result["per_image"]
     report["table"] = table(result["rows"])
