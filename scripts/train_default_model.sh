@@ -3,11 +3,11 @@
 # the project's own commands: the frame autoencoder, then every stage of the recipe in configs/.
 # Every step resumes (--resume, finished caches are kept), so after an interruption run it again.
 #
-#   RUNS=runs bash scripts/train_default_model.sh        # about 2.5 hours on a 2-core CPU
+#   RUNS=runs bash scripts/train_default_model.sh        # about 2 hours on a 2-core CPU
 #
 # Layout of the 2 cores: the autoencoder trains alone (2 threads); then one core encodes the
 # 9-frame latent cache while the other encodes the small one and trains the warm-up stages;
-# stages 2, 2b and 3 train alone from the 9-frame cache. (Should the autoencoder fall short of its
+# stages 2 and 3 train alone from the 9-frame cache. (Should the autoencoder fall short of its
 # target, `configs/vae_decoder.yaml` keeps training its decoder beside the transformers and
 # `mardini export --codec` swaps it in; this run's autoencoder did not need it.)
 # docs/training.md records what this produced (commands, seeds, wall time, loss curves).
@@ -43,13 +43,9 @@ log "stage 2: joint, interpolation"
 two mardini train --config configs/stage2_joint_interpolation.yaml --out "$RUNS/stage2" --resume --quiet \
     --override init="$RUNS/stage1b" --override "data={kind: latents, path: $RUNS/cache-9x128}" \
     --override compile=true
-log "stage 2b: joint, interpolation, reference prior on"
-two mardini train --config configs/stage2b_reference_prior.yaml --out "$RUNS/stage2b" --resume --quiet \
-    --override init="$RUNS/stage2" --override "data={kind: latents, path: $RUNS/cache-9x128}" \
-    --override compile=true
 log "stage 3: joint, fewer references"
 two mardini train --config configs/stage3_joint_task.yaml --out "$RUNS/stage3" --resume --quiet \
-    --override init="$RUNS/stage2b" --override "data={kind: latents, path: $RUNS/cache-9x128}"
+    --override init="$RUNS/stage2" --override "data={kind: latents, path: $RUNS/cache-9x128}"
 
 log "export: half precision"
 mardini export --checkpoint "$RUNS/stage3/checkpoints/$(ls "$RUNS/stage3/checkpoints" | tail -1)" \

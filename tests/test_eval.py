@@ -111,7 +111,7 @@ def test_interpolate_rife_beats_linear_on_bikes_at_128(tiny_checkpoint, tmp_path
                              "--json", str(out)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "codec", "linear", "linear@codec", "rife", "rife@codec"]
+    assert report["methods"] == ["mardini", "codec", "linear", "linear@codec", "linear@latent", "rife", "rife@codec"]
     # bikes.mp4 moves: RIFE's flow-based frames beat the cross-fade (by about 5 dB here).
     assert report["rife"]["psnr"] > report["linear"]["psnr"] + 1.0, (report["rife"], report["linear"])
 

@@ -22,9 +22,10 @@ from noise around p rather than around zero, the same construction as residual/m
 diffusion (e.g. ResShift, Yue et al. 2023; InDI, Delbracio & Milanfar 2023), here with a prior
 that needs no network.
 
-Why: a small model trained for two hours on two CPU cores spends most of its capacity re-drawing
-content that a reference already shows; with the prior it only learns what changes. "none" keeps
-the paper's formulation, and is what the large presets use.
+Why: a small model trained for two hours on two CPU cores spends much of its capacity redrawing
+content that a reference already shows; with the prior it only has to learn what changes. "none"
+keeps the paper's formulation and is every preset's default; docs/design.md and docs/benchmarks.md
+record what the prior did for the CPU model (the bundled model does not use it).
 """
 
 from __future__ import annotations
