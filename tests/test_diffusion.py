@@ -218,5 +218,6 @@ def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
     assert torch.equal(out, prior)
     # Without a prior the scale means nothing: the paper's sampler, unchanged.
     plain = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0))
-    scaled = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0), prior_scale=0.5)
+    scaled = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0),
+                         prior_scale=0.5)
     assert torch.equal(plain, scaled)

@@ -1,7 +1,8 @@
 """Sampling: a guided denoiser and the DDIM loop over the frames to generate.
 
 Samplers take one shared signature, ``sampler(denoise, latents, frame_is_generated, scheduler,
-steps, rng=None, progress=False, prior=None)``, where ``denoise(x, t)`` returns the velocity of every frame.
+steps, rng=None, progress=False, prior=None, prior_scale=1.0)``, where ``denoise(x, t)`` returns
+the velocity of every frame.
 The planner is *not* part of ``denoise``: it runs once, before the loop, and its signal is closed
 over by :func:`guided_denoiser`.
 """

@@ -173,7 +173,7 @@ def scene_cut(frames: Tensor) -> tuple[int, float] | None:
 
     Frames between two shots have no in-between to recover: every method, RIFE included, scores
     there only how it fails (a held-out bikes.mp4 clip with a cut gave a flow error of 6-9 px
-    against 0.03-1.3 px elsewhere), so the interpolation evaluation leaves such clips out.
+    against 0.03-1.6 px elsewhere), so the interpolation evaluation leaves such clips out.
     """
     frames = torch.as_tensor(frames).detach().cpu()
     x = frames.float() / 255.0 if frames.dtype == torch.uint8 else frames.float()
