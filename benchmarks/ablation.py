@@ -170,8 +170,7 @@ class ArmMethod:
             denoise = guided_denoiser(pipe.model.generator, mask, None, 1.0)
             latents = sample_ddim(lambda x, t: denoise(x, t).float(), high.float(), mask, pipe.scheduler,
                                   self.steps, rng=rng,
-                                  prior=diffusion_prior(pipe.config.diffusion.prior, high.float(), mask),
-                                  prior_scale=pipe.config.diffusion.prior_scale)
+                                  prior=diffusion_prior(pipe.config.diffusion, high.float(), mask))
         else:  # planner alone: Eq. 2's projection head, at the generator's resolution (low_res_factor 1)
             planner = pipe.model.planner
             plan = planner(low, mask)

@@ -8,8 +8,9 @@ import torch
 from conftest import wake_zero_init
 from mardini import MarDini, get_preset
 from mardini.config import DiffusionConfig
-from mardini.diffusion import (alpha_sigma, diffusion_prior, guided_denoiser, make_scheduler, masked_diffusion_loss,
-                               masked_mse, masked_reconstruction_loss, reference_interpolation, sample_ddim)
+from mardini.diffusion import (Prior, alpha_sigma, diffusion_prior, guided_denoiser, make_scheduler,
+                               masked_diffusion_loss, masked_mse, masked_reconstruction_loss, reference_interpolation,
+                               sample_ddim)
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +160,15 @@ def test_reference_interpolation_between_beside_and_at_references():
     assert torch.equal(prior[2], torch.zeros_like(z[2]))
     with pytest.raises(ValueError, match="do not match"):
         reference_interpolation(z, gen[:, :5])
-    assert diffusion_prior("none", z, gen) is None
-    with pytest.raises(ValueError, match="unknown diffusion prior"):
-        diffusion_prior("linear", z, gen)
+    assert diffusion_prior(DiffusionConfig(), z, gen) is None  # the paper's formulation
+    prior = diffusion_prior(DiffusionConfig(prior="reference_interpolation", prior_scale=0.5), z, gen)
+    assert torch.equal(prior.mean, reference_interpolation(z, gen)) and prior.scale == 0.5
     with pytest.raises(ValueError, match="unknown diffusion prior"):
         DiffusionConfig(prior="linear")
+    changed = DiffusionConfig()
+    changed.prior = "linear"  # a config edited after it was checked
+    with pytest.raises(ValueError, match="unknown diffusion prior"):
+        diffusion_prior(changed, z, gen)
     with pytest.raises(ValueError, match="prior_scale must be positive"):
         DiffusionConfig(prior_scale=0.0)
 
@@ -178,8 +183,8 @@ def test_loss_with_a_prior_noises_the_scaled_residual_and_targets_its_velocity(s
         seen["inputs"], seen["t"] = inputs, t
         return torch.zeros_like(inputs)
 
-    loss = masked_diffusion_loss(spy, scheduler, z, gen, rng=torch.Generator().manual_seed(3), prior=prior,
-                                 prior_scale=0.5)
+    loss = masked_diffusion_loss(spy, scheduler, z, gen, rng=torch.Generator().manual_seed(3),
+                                 prior=Prior(prior, 0.5))
     # Replay the same draws: timestep, then noise.
     rng = torch.Generator().manual_seed(3)
     t = torch.randint(0, 1000, (2,), generator=rng)
@@ -205,8 +210,8 @@ def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
         return v
 
     # One step from t = 999 (alpha = 0): the residual is -v, so the frame is prior - 0.5 v ...
-    out = sample_ddim(denoise, latents, gen, scheduler, steps=1, rng=torch.Generator().manual_seed(0), prior=prior,
-                      prior_scale=0.5)
+    out = sample_ddim(denoise, latents, gen, scheduler, steps=1, rng=torch.Generator().manual_seed(0),
+                      prior=Prior(prior, 0.5))
     torch.testing.assert_close(out[gen], (prior - 0.5 * v)[gen])
     assert torch.equal(out[~gen], latents[~gen])
     # ... and the network saw (scaled) noise around the prior, with the references as they are.
@@ -214,10 +219,5 @@ def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
     torch.testing.assert_close(seen[0][gen], (prior + 0.5 * noise)[gen])
     assert torch.equal(seen[0][~gen], latents[~gen])
     # A network that predicts nothing returns the prior itself.
-    out = sample_ddim(lambda x, t: torch.zeros_like(x), latents, gen, scheduler, steps=1, prior=prior, prior_scale=0.5)
+    out = sample_ddim(lambda x, t: torch.zeros_like(x), latents, gen, scheduler, steps=1, prior=Prior(prior, 0.5))
     assert torch.equal(out, prior)
-    # Without a prior the scale means nothing: the paper's sampler, unchanged.
-    plain = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0))
-    scaled = sample_ddim(denoise, latents, gen, scheduler, steps=2, rng=torch.Generator().manual_seed(0),
-                         prior_scale=0.5)
-    assert torch.equal(plain, scaled)

@@ -349,9 +349,8 @@ class MarDiniPipeline:
                 return guided(x.to(dtype), t).float()
 
             latents = latents.to(device, torch.float32)
-            prior = diffusion_prior(self.config.diffusion.prior, latents, mask)
             return sample_ddim(denoise, latents, mask, self.scheduler, steps, rng=generator, progress=progress,
-                               prior=prior, prior_scale=self.config.diffusion.prior_scale)
+                               prior=diffusion_prior(self.config.diffusion, latents, mask))
 
     # --- the general call ------------------------------------------------------------------------
 

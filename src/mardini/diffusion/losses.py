@@ -8,6 +8,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from mardini.models.generator import Generator
+from mardini.diffusion.prior import Prior
 from mardini.models.planner import Planner
 
 
@@ -28,25 +29,24 @@ def masked_mse(prediction: Tensor, target: Tensor, frame_is_generated: Tensor) -
 
 def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latents: Tensor, frame_is_generated: Tensor,
                           plan: Tensor | None = None, plan_dropout: float = 0.0,
-                          rng: torch.Generator | None = None, prior: Tensor | None = None,
-                          prior_scale: float = 1.0) -> Tensor:
+                          rng: torch.Generator | None = None, prior: Prior | None = None) -> Tensor:
     """Masked v-prediction loss: Eq. 1 when ``plan`` is None (Z_uncond), Eq. 3 otherwise.
 
     One timestep per clip is drawn uniformly; only generated frames are noised, references stay
     clean. With ``plan_dropout`` > 0 the planning signal of that share of clips is replaced by
     Z_uncond, which is what makes classifier-free guidance possible (section 2.4.1, p = 0.1).
-    With a ``prior`` (:mod:`mardini.diffusion.prior`, equal to the latents at references) the
-    residual ``(latents - prior) / prior_scale`` is what is noised and whose velocity is the
-    target; the generator sees ``prior + prior_scale * noisy residual`` at generated frames.
+    With a ``prior`` (:func:`mardini.diffusion.prior.diffusion_prior`) the residual
+    ``(latents - prior.mean) / prior.scale`` is what is noised and whose velocity is the target;
+    the generator sees ``prior.mean + prior.scale * noisy residual`` at generated frames.
     """
     batch = latents.shape[0]
     device = latents.device
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device, generator=rng)
     noise = torch.randn(latents.shape, device=device, generator=rng, dtype=latents.dtype)
-    clean = latents if prior is None else (latents - prior) / prior_scale
+    clean = latents if prior is None else (latents - prior.mean) / prior.scale
     noisy = scheduler.add_noise(clean, noise, timesteps)
     if prior is not None:
-        noisy = prior + prior_scale * noisy
+        noisy = prior.mean + prior.scale * noisy
     inputs = torch.where(frame_is_generated[:, :, None, None, None], noisy, latents)
     target = scheduler.get_velocity(clean, noise, timesteps)
     drop = None

@@ -30,8 +30,14 @@ record what the prior did for the CPU model (the bundled model does not use it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import torch
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from mardini.config import DiffusionConfig
 
 #: Values of ``DiffusionConfig.prior``.
 PRIORS = ("none", "reference_interpolation")
@@ -71,10 +77,19 @@ def reference_interpolation(latents: Tensor, frame_is_generated: Tensor) -> Tens
     return torch.where(any_reference, prior, torch.zeros((), dtype=latents.dtype, device=device))
 
 
-def diffusion_prior(kind: str, latents: Tensor, frame_is_generated: Tensor) -> Tensor | None:
-    """The prior named by ``DiffusionConfig.prior`` for these latents, or None for "none"."""
-    if kind == "none":
+@dataclass(frozen=True)
+class Prior:
+    """What the loss and the sampler need: the mean ``p`` (like the latents, equal to them at
+    references) and the ``scale`` the residual (z - p) is divided by before noising."""
+
+    mean: Tensor
+    scale: float = 1.0
+
+
+def diffusion_prior(config: DiffusionConfig, latents: Tensor, frame_is_generated: Tensor) -> Prior | None:
+    """The prior ``config.prior`` names for these latents (None for "none", the paper's formulation)."""
+    if config.prior == "none":
         return None
-    if kind == "reference_interpolation":
-        return reference_interpolation(latents, frame_is_generated)
-    raise ValueError(f"unknown diffusion prior '{kind}'; use one of {PRIORS}")
+    if config.prior == "reference_interpolation":
+        return Prior(reference_interpolation(latents, frame_is_generated), config.prior_scale)
+    raise ValueError(f"unknown diffusion prior '{config.prior}'; use one of {PRIORS}")

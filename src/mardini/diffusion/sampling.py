@@ -1,8 +1,8 @@
 """Sampling: a guided denoiser and the DDIM loop over the frames to generate.
 
 Samplers take one shared signature, ``sampler(denoise, latents, frame_is_generated, scheduler,
-steps, rng=None, progress=False, prior=None, prior_scale=1.0)``, where ``denoise(x, t)`` returns
-the velocity of every frame.
+steps, rng=None, progress=False, prior=None)``, where ``denoise(x, t)`` returns the velocity of
+every frame.
 The planner is *not* part of ``denoise``: it runs once, before the loop, and its signal is closed
 over by :func:`guided_denoiser`.
 """
@@ -16,6 +16,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from mardini.diffusion.prior import Prior
 from mardini.models.generator import Generator
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -44,16 +45,16 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
 
 def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, scheduler: DDIMScheduler,
                 steps: int = 25, rng: torch.Generator | None = None, progress: bool = False,
-                prior: Tensor | None = None, prior_scale: float = 1.0) -> Tensor:
+                prior: Prior | None = None) -> Tensor:
     """Deterministic DDIM (eta = 0, Song et al. 2021) over the generated frames.
 
     Args:
         latents: (B, K, C, H, W) with the reference frames' clean latents; values at generated
             frames are ignored (they start as pure noise, matching zero terminal SNR).
         frame_is_generated: (B, K) bool.
-        prior: optional (B, K, C, H, W) mean of the generated frames (:mod:`mardini.diffusion.prior`):
-            DDIM then runs on the residual ``(latents - prior) / prior_scale``, and ``denoise``
-            sees ``prior + prior_scale * residual``.
+        prior: optional mean of the generated frames (:func:`mardini.diffusion.prior.diffusion_prior`):
+            DDIM then runs on the residual ``(latents - prior.mean) / prior.scale``, and
+            ``denoise`` sees ``prior.mean + prior.scale * residual``.
 
     Returns:
         Latents with generated frames denoised and reference frames exactly as given.
@@ -67,7 +68,7 @@ def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, 
     if prior is None:
         base, scale = torch.zeros((), dtype=latents.dtype, device=latents.device), 1.0
     else:
-        base, scale = prior.to(latents), prior_scale
+        base, scale = prior.mean.to(latents), prior.scale
     given = (latents - base) / scale
     noise = torch.randn(latents.shape, generator=rng, device=latents.device, dtype=latents.dtype)
     x = torch.where(keep, given, noise * scheduler.init_noise_sigma)

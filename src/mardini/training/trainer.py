@@ -57,10 +57,9 @@ class StageLoss(nn.Module):
         if self.cfg.train == "planner":  # stage 1b, Eq. 2
             return masked_reconstruction_loss(self.model.planner, z_low, generate)
         plan = self.model.planner(z_low, generate) if self.cfg.train == "joint" else None  # Eq. 3 / Eq. 1
-        prior = diffusion_prior(self.model.config.diffusion.prior, z_high, generate)
         return masked_diffusion_loss(self.model.generator, self.scheduler, z_high, generate, plan,
-                                     plan_dropout=self.cfg.plan_dropout, rng=rng, prior=prior,
-                                     prior_scale=self.model.config.diffusion.prior_scale)
+                                     plan_dropout=self.cfg.plan_dropout, rng=rng,
+                                     prior=diffusion_prior(self.model.config.diffusion, z_high, generate))
 
 
 def lr_at(step: int, cfg: StageConfig) -> float:
@@ -201,8 +200,7 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
         scheduler = make_scheduler(model.config.diffusion)
         predicted = sample_ddim(guided_denoiser(model.generator, generate, plan), z_high, generate, scheduler,
                                 steps=model.config.diffusion.sampling_steps, rng=torch.Generator().manual_seed(0),
-                                prior=diffusion_prior(model.config.diffusion.prior, z_high, generate),
-                                prior_scale=model.config.diffusion.prior_scale)
+                                prior=diffusion_prior(model.config.diffusion, z_high, generate))
         truth = z_high
     rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
             for z in (truth, predicted)]
