@@ -5,5 +5,6 @@ from mardini.diffusion.prior import PRIORS, Prior, diffusion_prior, reference_in
 from mardini.diffusion.sampling import guided_denoiser, sample_ddim
 from mardini.diffusion.schedule import alpha_sigma, make_scheduler
 
-__all__ = ["PRIORS", "Prior", "alpha_sigma", "diffusion_prior", "guided_denoiser", "make_scheduler", "masked_diffusion_loss",
-           "masked_mse", "masked_reconstruction_loss", "reference_interpolation", "sample_ddim"]
+__all__ = ["PRIORS", "Prior", "alpha_sigma", "diffusion_prior", "guided_denoiser", "make_scheduler",
+           "masked_diffusion_loss", "masked_mse", "masked_reconstruction_loss", "reference_interpolation",
+           "sample_ddim"]
