@@ -25,6 +25,9 @@ from typing import Any, Literal
 AttentionPattern = Literal["spatiotemporal", "temporal"]
 MlpKind = Literal["gelu", "swiglu"]
 
+#: Values of ``DiffusionConfig.prior`` (see :mod:`mardini.diffusion.prior`).
+PRIORS = ("none", "reference_interpolation")
+
 #: Version of the checkpoint format written by :mod:`mardini.checkpoint`.
 FORMAT_VERSION = 1
 
@@ -93,9 +96,8 @@ class DiffusionConfig:
     prior_scale: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.prior not in ("none", "reference_interpolation"):
-            raise ValueError(f"unknown diffusion prior '{self.prior}'; use 'none' (the paper's) or "
-                             f"'reference_interpolation'")
+        if self.prior not in PRIORS:
+            raise ValueError(f"unknown diffusion prior '{self.prior}'; use one of {PRIORS} ('none' is the paper's)")
         if not self.prior_scale > 0:
             raise ValueError(f"prior_scale must be positive, got {self.prior_scale}")
 

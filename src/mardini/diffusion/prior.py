@@ -31,16 +31,11 @@ record what the prior did for the CPU model (the bundled model does not use it).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from mardini.config import DiffusionConfig
-
-#: Values of ``DiffusionConfig.prior``.
-PRIORS = ("none", "reference_interpolation")
+from mardini.config import PRIORS, DiffusionConfig
 
 
 def reference_interpolation(latents: Tensor, frame_is_generated: Tensor) -> Tensor:

@@ -74,7 +74,7 @@ def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, 
     x = torch.where(keep, given, noise * scheduler.init_noise_sigma)
     for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
         t_batch = t.expand(latents.shape[0]).to(latents.device)
-        velocity = denoise(base + scale * x, t_batch)
+        velocity = denoise(x if prior is None else base + scale * x, t_batch)
         x = scheduler.step(velocity, t, x, eta=0.0).prev_sample.to(latents.dtype)
         # Reference frames are conditions, not unknowns: they stay exactly as given.
         x = torch.where(keep, given, x)

@@ -205,7 +205,7 @@ def real_clip_images(videos: str, frames: int, ref_index: int, size: int, clips:
     scene cut are left out, as in the interpolation evaluation: the ``real`` row's motion would
     count the cut.
     """
-    from .interpolation import clip_dataset, scene_cut, truth_uint8
+    from .interpolation import clip_dataset, describe_cut, scene_cut, truth_uint8
 
     dataset = clip_dataset(videos, size, clips, fps, time_range, num_frames=frames)
     images, real, skipped = [], [], []
@@ -214,8 +214,7 @@ def real_clip_images(videos: str, frames: int, ref_index: int, size: int, clips:
         clip = truth_uint8(item)
         cut = scene_cut(clip)
         if cut is not None:
-            skipped.append({"source": str(item["source"]), "start": item["start"],
-                            "reason": f"scene cut between frames {cut[0]} and {cut[0] + 1} (difference {cut[1]:.3f})"})
+            skipped.append({"source": str(item["source"]), "start": item["start"], "reason": describe_cut(cut)})
             continue
         images.append((f"{Path(str(item['source'])).name}@{float(item['start']):.2f}s",
                        clip[ref_index].permute(1, 2, 0).numpy()))

@@ -188,6 +188,11 @@ def scene_cut(frames: Tensor) -> tuple[int, float] | None:
     return None
 
 
+def describe_cut(cut: tuple[int, float]) -> str:
+    """Why a clip was left out, for the reports: the `scene_cut` result in words."""
+    return f"scene cut between frames {cut[0]} and {cut[0] + 1} (difference {cut[1]:.3f})"
+
+
 def truth_uint8(item: Mapping[str, Any]) -> Tensor:
     """The ``high`` clip of a dataset item, float [-1, 1] (T, 3, H, W) -> uint8 (T, 3, H, W)."""
     return ((item["high"].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
@@ -392,8 +397,7 @@ def evaluate_interpolation(
             raise ValueError(f"clip {index} has shape {tuple(truth.shape)}; VIDIM clips are ({VIDIM_FRAMES}, 3, H, W)")
         cut = scene_cut(truth) if skip_cuts else None
         if cut is not None:
-            skipped.append({**where, "reason": f"scene cut between frames {cut[0]} and {cut[0] + 1} "
-                                               f"(difference {cut[1]:.3f})"})
+            skipped.append({**where, "reason": describe_cut(cut)})
             continue
         clip_list.append(where)
         first, last = truth[GIVEN[0]], truth[GIVEN[1]]

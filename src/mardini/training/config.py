@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
+from mardini.config import PRIORS
 from mardini.training.masking import MaskSchedule
 
 StageKind = Literal["generator", "planner", "joint"]
@@ -151,9 +152,9 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError("batch_size, grad_accum and steps must all be at least 1")
     if not 0.0 <= cfg.plan_dropout < 1.0:
         raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
-    if cfg.prior is not None and cfg.prior not in ("none", "reference_interpolation"):
-        raise ValueError(f"prior must be 'none' or 'reference_interpolation' (or left out to keep the starting "
-                         f"checkpoint's), got '{cfg.prior}'")
+    if cfg.prior is not None and cfg.prior not in PRIORS:
+        raise ValueError(f"prior must be one of {PRIORS} (or left out to keep the starting checkpoint's), "
+                         f"got '{cfg.prior}'")
     if cfg.distributed not in ("ddp", "fsdp"):
         raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):
