@@ -382,6 +382,36 @@ def test_latent_cache_round_trip(tmp_path):
         build_dataset({"kind": "latents", "path": str(tmp_path / "cache")}, frames=9)
 
 
+def test_latent_caches_mix_by_weight_and_refuse_pixel_parts(tmp_path):
+    from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+    from mardini.data import CachedLatentMixture
+
+    torch.manual_seed(0)
+    codec = FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1)))
+    for name, photo in (("a", "coffee"), ("b", "chelsea")):
+        build_latent_cache(PhotoMotionDataset(skimage_photos([photo]), sampling(), videos_per_photo=3), codec,
+                           tmp_path / name)
+    spec = {"kind": "mixture", "clips_per_epoch": 40, "weights": [3, 1],
+            "parts": [{"kind": "latents", "path": str(tmp_path / "a")}, {"kind": "latents", "path": str(tmp_path / "b")}]}
+    mixture = build_dataset(spec, frames=K)
+    assert isinstance(mixture, CachedLatentMixture) and len(mixture) == 40
+    sources = [mixture[(0, i)]["source"] for i in range(40)]
+    assert sources == [mixture[(0, i)]["source"] for i in range(40)]  # item (epoch, i) is fixed ...
+    assert sources != [mixture[(1, i)]["source"] for i in range(40)]  # ... and each epoch draws afresh
+    share = sum("coffee" in s for s in sources) / 40
+    assert 0.55 < share < 0.95, share  # weights 3:1
+    item = mixture[(0, 0)]
+    assert item["high_latents"].shape == (K, 16, SIZE // 8, SIZE // 8) and item["high_latents"].dtype == torch.float32
+    with pytest.raises(ValueError, match="cannot be mixed with pixel datasets"):
+        build_dataset({**spec, "parts": [spec["parts"][0], {"kind": "photos", "names": ["rocket"]}]}, frames=K)
+    other = FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1, scale=0.5)))
+    build_latent_cache(PhotoMotionDataset(skimage_photos(["rocket"]), sampling(), videos_per_photo=1), other,
+                       tmp_path / "c")
+    with pytest.raises(ValueError, match="differ in codec"):
+        build_dataset({**spec, "parts": [spec["parts"][0], {"kind": "latents", "path": str(tmp_path / "c")}]},
+                      frames=K)
+
+
 # --- factory -------------------------------------------------------------------------------------
 
 def test_build_dataset_kinds_and_errors(tmp_path):

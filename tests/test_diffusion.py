@@ -8,7 +8,7 @@ import torch
 from conftest import wake_zero_init
 from mardini import MarDini, get_preset
 from mardini.config import DiffusionConfig
-from mardini.diffusion import (Prior, alpha_sigma, diffusion_prior, guided_denoiser, make_scheduler,
+from mardini.diffusion import (Prior, alpha_sigma, between_references, diffusion_prior, guided_denoiser, make_scheduler,
                                masked_diffusion_loss, masked_mse, masked_reconstruction_loss, reference_interpolation,
                                sample_ddim)
 
@@ -171,6 +171,31 @@ def test_reference_interpolation_between_beside_and_at_references():
         diffusion_prior(changed, z, gen)
     with pytest.raises(ValueError, match="prior_scale must be positive"):
         DiffusionConfig(prior_scale=0.0)
+
+
+def test_between_references_prior_keeps_the_papers_formulation_beyond_the_references(scheduler):
+    z = torch.randn(3, 6, 2, 2, 2)
+    gen = torch.tensor([[False, True, True, False, True, True],    # interpolation, then past the end
+                        [True, True, False, True, True, True],     # one reference mid-clip (i2v)
+                        [False, True, True, True, True, False]])   # first + last (interpolation)
+    assert torch.equal(between_references(gen), torch.tensor([[False, True, True, False, False, False],
+                                                              [False] * 6,
+                                                              [False, True, True, True, True, False]]))
+    prior = diffusion_prior(DiffusionConfig(prior="between_references", prior_scale=0.5), z, gen)
+    inside = between_references(gen)
+    full = reference_interpolation(z, gen)
+    assert torch.equal(prior.mean[inside], full[inside]) and torch.equal(prior.mean[~gen], z[~gen])
+    assert not prior.mean[gen & ~inside].any()  # image-to-video and expansion frames: mean 0 ...
+    assert torch.equal(prior.scale[:, :, 0, 0, 0], torch.where(inside, 0.5, 1.0))  # ... and scale 1, as without
+    # So an image-to-video clip samples exactly as without a prior, and an in-between around the
+    # interpolation (a network that predicts nothing returns it).
+    v = torch.randn_like(z)
+    rng = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    with_prior = sample_ddim(lambda x, t: v, z, gen, scheduler, steps=2, rng=rng(), prior=prior)
+    without = sample_ddim(lambda x, t: v, z, gen, scheduler, steps=2, rng=rng())
+    assert torch.equal(with_prior[1], without[1])
+    zero = sample_ddim(lambda x, t: torch.zeros_like(x), z, gen, scheduler, steps=1, prior=prior)
+    assert torch.equal(zero[inside], full[inside])
 
 
 def test_loss_with_a_prior_noises_the_scaled_residual_and_targets_its_velocity(scheduler):

@@ -106,6 +106,11 @@ def test_switching_the_prior_zeroes_only_the_output_layer(recipe, codec_dir):
     # A stage that leaves `prior` out keeps the checkpoint's, output layer and all.
     kept, _, _ = _build_model(_stage("stage3_joint_task", codec_dir, f"init={recipe['stage2b_reference_prior']}"))
     assert kept.config.diffusion.prior == "reference_interpolation" and kept.generator.out_proj.weight.any()
+    # Between two priors (they agree on the in-betweens) the output layer is kept too.
+    moved, _, _ = _build_model(_stage("stage3_joint_task", codec_dir, f"init={recipe['stage2b_reference_prior']}",
+                                      "prior=between_references"))
+    assert moved.config.diffusion.prior == "between_references"
+    assert torch.equal(moved.generator.out_proj.weight, kept.generator.out_proj.weight)
 
 
 @pytest.mark.parametrize("stage", ["stage2_joint_interpolation", "stage1a_generator", "stage1b_planner"])
@@ -281,6 +286,8 @@ def test_cache_command_builds_a_cache_a_stage_trains_from(tmp_path, codec_dir):
                  "--codec", str(codec_dir), "--clips", "3", "--epochs", "2"]) == 0
     index = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert len(index["items"]) == 6
+    # The index says which part of every source the mixture's clips came from (never the held-out 20%).
+    assert [p["time_range"] for p in index["dataset"]["parts"]] == [[0.0, 0.8], [0.0, 0.8]]
     cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=2", "batch_size=2",
                  f"data={{kind: latents, path: {tmp_path / 'cache'}}}")
     train(cfg, tmp_path / "run", progress=False)

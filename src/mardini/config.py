@@ -26,7 +26,7 @@ AttentionPattern = Literal["spatiotemporal", "temporal"]
 MlpKind = Literal["gelu", "swiglu"]
 
 #: Values of ``DiffusionConfig.prior`` (see :mod:`mardini.diffusion.prior`).
-PRIORS = ("none", "reference_interpolation")
+PRIORS = ("none", "reference_interpolation", "between_references")
 
 #: Version of the checkpoint format written by :mod:`mardini.checkpoint`.
 FORMAT_VERSION = 1
@@ -87,8 +87,9 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     timestep_spacing: str = "trailing"
     sampling_steps: int = 25
-    # Mean the generated frames are diffused around: "none" (the paper: zero) or
-    # "reference_interpolation" (our addition for small models; see mardini.diffusion.prior).
+    # Mean the generated frames are diffused around: "none" (the paper: zero),
+    # "reference_interpolation" (every generated frame) or "between_references" (in-betweens
+    # only); our addition for small models, see mardini.diffusion.prior.
     prior: str = "none"
     # With a prior, the residual is divided by this before noising: the schedule assumes unit
     # variance, and residuals around the reference interpolation are smaller (std 0.43 on the

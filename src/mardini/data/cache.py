@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .sampling import rng_for
+
 KIND = "mardini_latent_cache"
 FORMAT_VERSION = 1
 INDEX_NAME = "index.json"
@@ -168,9 +170,8 @@ class LatentCache:
             "kind": KIND, "format_version": FORMAT_VERSION, "num_clips": len(items), "dtype": names[dtype],
             "high_latent_shape": shapes["high_latents"], "low_latent_shape": shapes["low_latents"],
             "codec": codec_description(codec),
-            "dataset": {"class": type(dataset).__name__, "length": len(dataset), "clips_per_epoch": per_epoch,
+            "dataset": {**_dataset_dict(dataset), "length": len(dataset), "clips_per_epoch": per_epoch,
                         "epochs": epochs, "seed": getattr(dataset, "seed", None),
-                        "time_range": list(getattr(dataset, "time_range", (0.0, 1.0))),
                         "sampling": _sampling_dict(sampling)},
             "shards": shards, "items": items,
         }
@@ -178,6 +179,14 @@ class LatentCache:
         tmp.write_text(json.dumps(info, indent=1) + "\n")
         os.replace(tmp, folder / INDEX_NAME)
         return cls(folder)
+
+
+def _dataset_dict(dataset: Any) -> dict[str, Any]:
+    """Class and time range of a dataset, and of each part of a mixture (whose parts keep their
+    own ranges), so the index says which part of every source the clips came from."""
+    if hasattr(dataset, "parts"):
+        return {"class": type(dataset).__name__, "parts": [_dataset_dict(p) for p in dataset.parts]}
+    return {"class": type(dataset).__name__, "time_range": list(getattr(dataset, "time_range", (0.0, 1.0)))}
 
 
 def build_latent_cache(dataset: Any, codec: Any, folder: str | os.PathLike, *, epochs: int = 1,
@@ -256,3 +265,50 @@ def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"kind": KIND, "format_version": str(FORMAT_VERSION)})
     os.replace(tmp, path)
+
+
+class CachedLatentMixture(Dataset):
+    """Clips drawn from several latent caches with given weights, the cached counterpart of
+    :class:`~mardini.data.MixtureDataset` (``kind: mixture`` whose parts are all ``kind: latents``).
+
+    Item ``(epoch, i)`` picks a cache and a clip in it from the generator of ``(seed, epoch, i)``,
+    so every epoch draws afresh and every process agrees on what item ``(epoch, i)`` is.
+    """
+
+    def __init__(self, parts: Sequence[CachedLatentDataset], weights: Sequence[float] | None = None, *,
+                 seed: int = 0, clips_per_epoch: int | None = None) -> None:
+        if not parts:
+            raise ValueError("a mixture needs at least one part")
+        first = parts[0].cache
+        for part in parts[1:]:
+            info = part.cache.info
+            for key in ("high_latent_shape", "low_latent_shape", "codec"):
+                if info.get(key) != first.info.get(key):
+                    raise ValueError(f"latent caches {str(first.folder)!r} and {str(part.cache.folder)!r} differ in "
+                                     f"{key} ({first.info.get(key)} vs {info.get(key)}); mix caches built with the "
+                                     "same codec and clip shape")
+        weights = [1.0] * len(parts) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(parts) or any(not (w >= 0 and math.isfinite(w)) for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"mixture weights must be {len(parts)} non-negative numbers with a positive sum; "
+                             f"got {weights}")
+        if clips_per_epoch is not None and (not isinstance(clips_per_epoch, int) or clips_per_epoch < 1):
+            raise ValueError(f"clips_per_epoch must be a positive integer or None; got {clips_per_epoch!r}")
+        self.parts = list(parts)
+        self.weights = [w / sum(weights) for w in weights]
+        self.seed = seed
+        self.clips_per_epoch = clips_per_epoch
+        self.cache = first  # shapes and codec, which every part shares
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.clips_per_epoch if self.clips_per_epoch is not None else sum(len(p) for p in self.parts)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draws of later items depend on the epoch (the caches themselves do not change)."""
+        self.epoch = epoch
+
+    def __getitem__(self, index: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, i = index if isinstance(index, tuple) else (self.epoch, index)
+        rng = rng_for(self.seed, epoch, i)
+        part = self.parts[int(rng.choice(len(self.parts), p=self.weights))]
+        return part[int(rng.integers(len(part)))]

@@ -37,7 +37,7 @@ from typing import Any
 
 from mardini.config import MarDiniConfig
 
-from .cache import CachedLatentDataset
+from .cache import CachedLatentDataset, CachedLatentMixture
 from .datasets import ClipDataset, FrameFolderDataset, ManifestDataset, MixtureDataset, VideoFolderDataset
 from .photos import SKIMAGE_PHOTOS, PhotoMotionDataset, skimage_photos
 from .sampling import ClipSampling
@@ -161,20 +161,21 @@ def _latents(spec: dict[str, Any], where: str) -> CachedLatentDataset:
     return dataset
 
 
-def _mixture(spec: dict[str, Any], where: str) -> MixtureDataset:
+def _mixture(spec: dict[str, Any], where: str) -> MixtureDataset | CachedLatentMixture:
     parts_spec = spec["parts"]
     if not isinstance(parts_spec, list) or not parts_spec:
         raise ValueError(f"{where}: a mixture needs 'parts', a non-empty list of data specs")
     shared = {k: spec[k] for k in _SHARED_KEYS if k in spec and k != "clips_per_epoch"}
-    parts = []
     for i, part in enumerate(parts_spec):
         if not isinstance(part, Mapping):
             raise ValueError(f"{where}.parts[{i}] must be a mapping with a 'kind'")
-        if part.get("kind") == "latents":
-            raise ValueError(f"{where}.parts[{i}]: latent caches cannot be mixed with pixel datasets")
-        parts.append(_build({**shared, **part}, f"{where}.parts[{i}]"))
-    return MixtureDataset(parts, spec.get("weights"), seed=spec.get("seed", 0),
-                          clips_per_epoch=spec.get("clips_per_epoch"))
+    cached = [part.get("kind") == "latents" for part in parts_spec]
+    if any(cached) and not all(cached):
+        raise ValueError(f"{where}.parts[{cached.index(True)}]: latent caches cannot be mixed with pixel datasets; "
+                         "cache the other parts too (mardini cache) or use none")
+    parts = [_build({**shared, **part}, f"{where}.parts[{i}]") for i, part in enumerate(parts_spec)]
+    mixture = CachedLatentMixture if all(cached) else MixtureDataset
+    return mixture(parts, spec.get("weights"), seed=spec.get("seed", 0), clips_per_epoch=spec.get("clips_per_epoch"))
 
 
 def _sampling(spec: dict[str, Any], where: str) -> ClipSampling:

@@ -8,7 +8,10 @@ frames alone:
 
 * a frame between two references gets their linear interpolation by position (interpolation,
   looping, hierarchical in-betweening);
-* a frame with references on one side only gets the nearest one (image-to-video, expansion).
+* a frame with references on one side only gets the nearest one (image-to-video, expansion)
+  with ``"reference_interpolation"``, or no guess at all (mean 0, scale 1: the paper's
+  formulation) with ``"between_references"``. A copy of the reference is no guess at motion, and
+  a model diffused around it learnt to leave image-to-video nearly still (docs/benchmarks.md).
 
 The network, its inputs and its attention stay as they are. The diffused variable is the scaled
 residual r = (z - p) / prior_scale: the noise schedule assumes unit variance and residuals are
@@ -38,6 +41,24 @@ from torch import Tensor
 from mardini.config import PRIORS, DiffusionConfig
 
 
+def _nearest_references(frame_is_generated: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """For each frame, the nearest reference at or before it and at or after it, and whether each
+    exists (indices are clamped into range where it does not)."""
+    batch, frames = frame_is_generated.shape
+    position = torch.arange(frames, device=frame_is_generated.device).expand(batch, frames)
+    is_reference = ~frame_is_generated
+    left = torch.where(is_reference, position, -1).cummax(dim=1).values
+    right = torch.where(is_reference, position, frames).flip(1).cummin(dim=1).values.flip(1)
+    return left, right, left >= 0, right < frames
+
+
+def between_references(frame_is_generated: Tensor) -> Tensor:
+    """(B, K) bool: generated frames with a reference on each side (in-betweens, looping's middle
+    frames), the frames for which interpolating the references is a guess worth diffusing around."""
+    _, _, has_left, has_right = _nearest_references(frame_is_generated)
+    return frame_is_generated & has_left & has_right
+
+
 def reference_interpolation(latents: Tensor, frame_is_generated: Tensor) -> Tensor:
     """Each frame's guess from the references: linear between the nearest reference on each side,
     the nearest reference where there is only one side, the frame itself at a reference.
@@ -55,12 +76,8 @@ def reference_interpolation(latents: Tensor, frame_is_generated: Tensor) -> Tens
         raise ValueError(f"latents of shape {tuple(latents.shape)} do not match the frame mask of shape "
                          f"{tuple(frame_is_generated.shape)}")
     device = latents.device
+    left, right, has_left, has_right = _nearest_references(frame_is_generated.to(device))
     position = torch.arange(frames, device=device).expand(batch, frames)
-    is_reference = ~frame_is_generated.to(device)
-    # Nearest reference at or before each frame (-1: none) and at or after it (K: none).
-    left = torch.where(is_reference, position, -1).cummax(dim=1).values
-    right = torch.where(is_reference, position, frames).flip(1).cummin(dim=1).values.flip(1)
-    has_left, has_right = left >= 0, right < frames
     left, right = torch.where(has_left, left, right), torch.where(has_right, right, left)
     span = (right - left).clamp(min=1)
     weight = torch.where(right > left, (position - left).float() / span.float(), torch.zeros(()))
@@ -78,7 +95,7 @@ class Prior:
     references) and the ``scale`` the residual (z - p) is divided by before noising."""
 
     mean: Tensor
-    scale: float = 1.0
+    scale: float | Tensor = 1.0
 
 
 def diffusion_prior(config: DiffusionConfig, latents: Tensor, frame_is_generated: Tensor) -> Prior | None:
@@ -87,4 +104,17 @@ def diffusion_prior(config: DiffusionConfig, latents: Tensor, frame_is_generated
         return None
     if config.prior == "reference_interpolation":
         return Prior(reference_interpolation(latents, frame_is_generated), config.prior_scale)
+    if config.prior == "between_references":
+        # In-betweens only: beyond the references (image-to-video, expansion) a copy of the nearest
+        # one is no guess at the motion, and diffusing around it was measured to freeze
+        # image-to-video (docs/benchmarks.md); those frames keep the paper's formulation (mean 0, scale 1).
+        inside = between_references(frame_is_generated.to(latents.device))
+        shape = (*inside.shape, *([1] * (latents.dim() - 2)))
+        inside = inside.reshape(shape)
+        use_mean = inside | ~frame_is_generated.to(latents.device).reshape(shape)
+        mean = torch.where(use_mean, reference_interpolation(latents, frame_is_generated),
+                           torch.zeros((), dtype=latents.dtype, device=latents.device))
+        scale = torch.where(inside, torch.tensor(config.prior_scale, dtype=latents.dtype, device=latents.device),
+                            torch.ones((), dtype=latents.dtype, device=latents.device))
+        return Prior(mean, scale)
     raise ValueError(f"unknown diffusion prior '{config.prior}'; use one of {PRIORS}")

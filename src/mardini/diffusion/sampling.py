@@ -68,7 +68,8 @@ def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, 
     if prior is None:
         base, scale = torch.zeros((), dtype=latents.dtype, device=latents.device), 1.0
     else:
-        base, scale = prior.mean.to(latents), prior.scale
+        base = prior.mean.to(latents)
+        scale = prior.scale.to(latents) if isinstance(prior.scale, Tensor) else prior.scale
     given = (latents - base) / scale
     noise = torch.randn(latents.shape, generator=rng, device=latents.device, dtype=latents.dtype)
     x = torch.where(keep, given, noise * scheduler.init_noise_sigma)

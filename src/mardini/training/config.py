@@ -49,9 +49,9 @@ class StageConfig:
     #: checkpoint folder, which carries its own codec.
     codec: str | None = None
     generator_attention: Literal["spatiotemporal", "temporal"] = "spatiotemporal"
-    #: Diffusion prior from this stage on ("none" or "reference_interpolation", see
-    #: `mardini.diffusion.prior`); None keeps the starting checkpoint's. Switching it zeroes the
-    #: generator's output layer, which predicted the other variable.
+    #: Diffusion prior from this stage on (one of `mardini.config.PRIORS`, see
+    #: `mardini.diffusion.prior`); None keeps the starting checkpoint's. Switching from "none"
+    #: to a prior zeroes the generator's output layer, which predicted the latents themselves.
     prior: str | None = None
     #: Drop the planner's projection head f (the paper removes it after stage one).
     drop_reconstruction_head: bool = False

@@ -97,10 +97,12 @@ def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
     model.config.generator.attention = cfg.generator_attention
     model.generator.attention = cfg.generator_attention
     if cfg.prior is not None and cfg.prior != model.config.diffusion.prior:
-        # The output layer was trained to predict the velocity of another variable; zeroed (as
-        # adaLN-Zero starts it), the generator begins this stage by returning the new prior itself.
+        if model.config.diffusion.prior == "none":
+            # The output layer was trained to predict the velocity of the latents themselves;
+            # zeroed (as adaLN-Zero starts it), the generator begins this stage by returning the
+            # prior. Between two priors it keeps what it learnt: they agree on the in-betweens.
+            model.generator.zero_output_layer()
         model.config.diffusion.prior = cfg.prior
-        model.generator.zero_output_layer()
     if cfg.drop_reconstruction_head and model.planner.head is not None:
         model.planner.head = None
         model.config.planner.reconstruction_head = False
