@@ -19,6 +19,7 @@ from PIL import Image
 from mardini import MarDiniPipeline
 from mardini.checkpoint import CODEC_DIR, CheckpointError, load_checkpoint
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+from mardini.config import DiffusionConfig
 from mardini.io import MediaError, read_video, write_contact_sheet, write_gif, write_mp4, write_png_folder
 from mardini.pipeline import resolve_dtype
 from mardini.windows import default_overlap, plan_windows
@@ -345,3 +346,24 @@ def test_reference_prior_is_used_by_the_pipeline_and_kept_by_its_checkpoint(tiny
     del config["config"]["diffusion"]["prior"]
     (legacy / "config.json").write_text(json.dumps(config))
     assert MarDiniPipeline.from_pretrained(legacy).config.diffusion.prior == "none"
+
+
+def test_default_steps_follow_the_mask_with_a_prior(tiny_checkpoint, bikes):
+    from mardini import tasks
+
+    pipe = MarDiniPipeline.from_pretrained(tiny_checkpoint)
+    diffusion = pipe.model.config.diffusion
+    inbetween = torch.tensor([[False, True, True, True, False]])
+    beyond = torch.tensor([[False, True, True, True, True]])
+    diffusion.inbetween_steps = 1
+    assert pipe.default_steps(inbetween) == diffusion.sampling_steps  # no prior: one default for all
+    diffusion.prior = "between_references"
+    assert pipe.default_steps(inbetween) == 1 and pipe.default_steps(beyond) == diffusion.sampling_steps
+    diffusion.sampling_steps = 2
+    # Slow motion: every window in-betweens; expansion: frames past the last reference.
+    slow = tasks.slow_motion(pipe, bikes[:5], factor=2, seed=0, progress=False)
+    assert len(slow.windows) > 1 and slow.steps == [1] * len(slow.windows)
+    assert tasks.expand(pipe, bikes[:2], 5, seed=0, progress=False).steps == [2]
+    assert tasks.interpolate(pipe, bikes[0], bikes[4], 5, steps=3, seed=0, progress=False).steps == [3]
+    with pytest.raises(ValueError, match="inbetween_steps must be a positive"):
+        DiffusionConfig(inbetween_steps=0)

@@ -121,9 +121,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         io.write_contact_sheet(video, args.contact_sheet)
     height, width = video.shape[1:3]
     known = int(result.known[0].sum())
+    steps = "/".join(map(str, sorted(set(result.steps))))
     print(f"wrote {len(video)} frames of {width}x{height} to {out} ({args.task}: {known} known, "
           f"{len(video) - known} generated in {len(result.windows)} window(s) of at most "
-          f"{args.window or config.num_frames} frames; {result.steps} steps, guidance {result.guidance_scale:g}, "
+          f"{args.window or config.num_frames} frames; {steps} steps, guidance {result.guidance_scale:g}, "
           f"seed {args.seed}, {str(pipe.dtype).removeprefix('torch.')} on {device})")
     return 0
 
@@ -285,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "interpolate, loop and custom: the model's window)")
     g.add_argument("--height", type=int, help="output height (default: the input's, rounded to a multiple of 16)")
     g.add_argument("--width", type=int, help="output width (default: the input's, rounded likewise)")
-    g.add_argument("--steps", type=int, help="DDIM steps per window (default: the config's, 25)")
+    g.add_argument("--steps", type=int, help="DDIM steps per window (default: the checkpoint's for the task)")
     g.add_argument("--guidance", type=float, help="guidance scale (default: 2.5 for i2v and expand, 1 for "
                    "interpolate, loop and slowmo; custom: 1 if every new frame is between known ones, else 2.5)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed repeats exactly")
@@ -346,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
         e.add_argument("--json", required=True, help="write the results here (JSON)")
         e.add_argument("--markdown", help="also write the table here (Markdown)")
-        e.add_argument("--steps", type=int, default=25, help="DDIM steps (default 25)")
+        e.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's for the task, see "
+                       "diffusion.sampling_steps and inbetween_steps)")
         e.add_argument("--seed", type=int, default=0, help="noise seed of the first clip/image (then +1 each)")
         e.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (default)")
         e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "bf16", "float16", "fp16"],
@@ -357,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run every task on bundled real inputs and write an HTML page")
     p.add_argument("--out", default="mardini-demo", help="output folder (default: mardini-demo)")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the bundled model")
-    p.add_argument("--steps", type=int, help="DDIM steps (default: the config's, 25)")
+    p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's for each task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_demo)

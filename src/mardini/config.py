@@ -95,12 +95,21 @@ class DiffusionConfig:
     # variance, and residuals around the reference interpolation are smaller (std 0.43 on the
     # bundled model's training clips, 0.5 around a single reference).
     prior_scale: float = 0.5
+    # DDIM steps when none are asked for, a prior is on and every generated frame lies between
+    # two references (interpolation, looping, slow motion); None: sampling_steps. In-betweens
+    # start at the references' interpolation, and a prior model does best there with a step or
+    # two (docs/benchmarks.md); frames beyond the references still need sampling_steps.
+    inbetween_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.prior not in PRIORS:
             raise ValueError(f"unknown diffusion prior '{self.prior}'; use one of {PRIORS} ('none' is the paper's)")
         if not self.prior_scale > 0:
             raise ValueError(f"prior_scale must be positive, got {self.prior_scale}")
+        for name in ("sampling_steps", "inbetween_steps"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive number of DDIM steps, got {value!r}")
 
 
 @dataclass

