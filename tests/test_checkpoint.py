@@ -120,6 +120,17 @@ def test_export_halves_the_weights_and_keeps_the_outputs(tmp_path, capsys):
     # an existing output is kept unless --force
     assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "half")]) == 2
     assert "--force" in capsys.readouterr().err
+    # Sampling defaults can be set at export, and only they.
+    assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "set"),
+                 "--set", "diffusion.inbetween_steps=1", "--set", "diffusion.sampling_steps=10"]) == 0
+    diffusion = load_checkpoint(tmp_path / "set")[0].config.diffusion
+    assert (diffusion.inbetween_steps, diffusion.sampling_steps) == (1, 10)
+    for bad, message in (("generator.depth=2", "can set only"), ("diffusion.inbetween_steps=0", "positive"),
+                         ("diffusion.inbetween_steps", "KEY=VALUE")):
+        assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "bad"),
+                     "--set", bad]) == 2
+        assert message in capsys.readouterr().err, bad
+    assert not (tmp_path / "bad").exists()
 
 
 def test_export_swaps_only_a_codec_with_the_same_latent_space(tmp_path):

@@ -18,6 +18,7 @@ the final name. ``config.json`` is written last: a folder without it is visibly 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -254,21 +255,35 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
 # --------------------------------------------------------------------------------------------
 
 
+#: Config values an export may set (``mardini export --set``): sampling defaults, on which no
+#: weight depends. Everything else was fixed by training.
+EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps")
+
+
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,
-                      codec: str | os.PathLike | None = None) -> Path:
+                      codec: str | os.PathLike | None = None, settings: dict[str, Any] | None = None) -> Path:
     """Write an inference-only copy of a checkpoint: weights in ``dtype``, no training state.
 
     ``dtype`` is a storage format (float16 halves the size); loading computes in float32 unless
     asked otherwise. ``codec`` replaces the checkpoint's codec with another folder that has the
     *same latent space* (class, channels, scale and shift), e.g. the same autoencoder after a
     decoder-only fine-tune; anything else is refused, since the networks were trained on the
-    old latents. The folder at ``out`` is replaced only once the new one is complete.
+    old latents. ``settings`` sets sampling defaults by dotted name (:data:`EXPORT_SETTINGS`).
+    The folder at ``out`` is replaced only once the new one is complete.
     """
     from mardini.data.cache import codec_description
 
     source = Path(source)
     config, meta = read_config(source)
     model = load_model(source)  # checks the weights against the config
+    for key, value in (settings or {}).items():
+        if key not in EXPORT_SETTINGS:
+            raise CheckpointError(f"an export can set only {', '.join(EXPORT_SETTINGS)}, not '{key}': the rest of "
+                                  "the config was fixed by training")
+        try:  # a fresh DiffusionConfig checks the value
+            model.config.diffusion = dataclasses.replace(model.config.diffusion, **{key.split(".", 1)[1]: value})
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(f"cannot set {key}={value!r}: {e}") from None
     old_codec = load_checkpoint_codec(source, config)
     codec_src = source / CODEC_DIR
     new_codec = None

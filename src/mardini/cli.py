@@ -189,6 +189,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     """Write an inference-only copy of a checkpoint (half-precision weights, no training state)."""
     import torch
+    import yaml
 
     from mardini.checkpoint import export_checkpoint
 
@@ -196,7 +197,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise UserError(f"'{out}' exists; pass --force to replace it (it is replaced only once the export is complete)")
     dtype = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[args.dtype]
-    export_checkpoint(args.checkpoint, out, dtype=dtype, codec=args.codec)
+    settings = {}
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UserError(f"--set takes KEY=VALUE, e.g. diffusion.inbetween_steps=1; got '{item}'")
+        settings[key] = yaml.safe_load(raw)
+    export_checkpoint(args.checkpoint, out, dtype=dtype, codec=args.codec, settings=settings)
     print(f"exported: {out}")
     return 0
 
@@ -371,6 +378,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="storage dtype of the weights (default float16; loading computes in float32)")
     p.add_argument("--codec", help="replace the codec with this folder; it must have the same latent space "
                    "(e.g. a decoder-only fine-tune of the same autoencoder)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="set a sampling default in the exported config, e.g. diffusion.inbetween_steps=1; repeatable")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=_cmd_export)
 
