@@ -22,7 +22,7 @@ from mardini.training.state import latest_usable_checkpoint, list_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
 STAGES = ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation", "stage2b_reference_prior",
-          "stage3_joint_task"]
+          "stage2c_camera_motion", "stage3_joint_task", "stage3b_inbetween_prior", "stage3c_few_references"]
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +295,16 @@ def test_cache_command_builds_a_cache_a_stage_trains_from(tmp_path, codec_dir):
     # a second build into the same folder is refused unless asked to overwrite
     assert main(["cache", "--config", str(config), "--out", str(tmp_path / "cache"), "--model", "mardini-tiny",
                  "--codec", str(codec_dir), "--clips", "1"]) == 2
+
+
+def test_every_shipped_config_loads():
+    """A typo in any config of configs/ (or its tiny copy) fails here, not hours into a run."""
+    from mardini.training.vae import load_vae_config
+
+    shipped = sorted(CONFIGS.parent.glob("*.yaml"))
+    assert len(shipped) >= 9
+    for path in shipped + sorted(CONFIGS.glob("*.yaml")):
+        (load_vae_config if path.name.startswith("vae") else load_stage_config)(path)  # raises on any error
+    # Every stage has its CI-sized copy, which the recipe test above trains in order.
+    stages = {p.name for p in shipped if not p.name.startswith("vae")}
+    assert stages == {p.name for p in CONFIGS.glob("*.yaml")} == {f"{name}.yaml" for name in STAGES}
