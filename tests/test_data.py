@@ -392,7 +392,8 @@ def test_latent_caches_mix_by_weight_and_refuse_pixel_parts(tmp_path):
         build_latent_cache(PhotoMotionDataset(skimage_photos([photo]), sampling(), videos_per_photo=3), codec,
                            tmp_path / name)
     spec = {"kind": "mixture", "clips_per_epoch": 40, "weights": [3, 1],
-            "parts": [{"kind": "latents", "path": str(tmp_path / "a")}, {"kind": "latents", "path": str(tmp_path / "b")}]}
+            "parts": [{"kind": "latents", "path": str(tmp_path / "a")},
+                      {"kind": "latents", "path": str(tmp_path / "b")}]}
     mixture = build_dataset(spec, frames=K)
     assert isinstance(mixture, CachedLatentMixture) and len(mixture) == 40
     sources = [mixture[(0, i)]["source"] for i in range(40)]

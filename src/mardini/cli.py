@@ -121,10 +121,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         io.write_contact_sheet(video, args.contact_sheet)
     height, width = video.shape[1:3]
     known = int(result.known[0].sum())
-    steps = "/".join(map(str, sorted(set(result.steps))))
+    steps = "/".join(map(str, sorted(set(result.steps)))) + (" step" if result.steps == [1] else " steps")
     print(f"wrote {len(video)} frames of {width}x{height} to {out} ({args.task}: {known} known, "
           f"{len(video) - known} generated in {len(result.windows)} window(s) of at most "
-          f"{args.window or config.num_frames} frames; {steps} steps, guidance {result.guidance_scale:g}, "
+          f"{args.window or config.num_frames} frames; {steps}, guidance {result.guidance_scale:g}, "
           f"seed {args.seed}, {str(pipe.dtype).removeprefix('torch.')} on {device})")
     return 0
 

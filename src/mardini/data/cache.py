@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .sampling import rng_for
+from .sampling import mixture_weights, rng_for
 
 KIND = "mardini_latent_cache"
 FORMAT_VERSION = 1
@@ -277,8 +277,7 @@ class CachedLatentMixture(Dataset):
 
     def __init__(self, parts: Sequence[CachedLatentDataset], weights: Sequence[float] | None = None, *,
                  seed: int = 0, clips_per_epoch: int | None = None) -> None:
-        if not parts:
-            raise ValueError("a mixture needs at least one part")
+        self.weights = mixture_weights(weights, len(parts), clips_per_epoch)
         first = parts[0].cache
         for part in parts[1:]:
             info = part.cache.info
@@ -287,14 +286,7 @@ class CachedLatentMixture(Dataset):
                     raise ValueError(f"latent caches {str(first.folder)!r} and {str(part.cache.folder)!r} differ in "
                                      f"{key} ({first.info.get(key)} vs {info.get(key)}); mix caches built with the "
                                      "same codec and clip shape")
-        weights = [1.0] * len(parts) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(parts) or any(not (w >= 0 and math.isfinite(w)) for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"mixture weights must be {len(parts)} non-negative numbers with a positive sum; "
-                             f"got {weights}")
-        if clips_per_epoch is not None and (not isinstance(clips_per_epoch, int) or clips_per_epoch < 1):
-            raise ValueError(f"clips_per_epoch must be a positive integer or None; got {clips_per_epoch!r}")
         self.parts = list(parts)
-        self.weights = [w / sum(weights) for w in weights]
         self.seed = seed
         self.clips_per_epoch = clips_per_epoch
         self.cache = first  # shapes and codec, which every part shares

@@ -35,7 +35,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from .sampling import (ClipPlan, ClipSampling, check_time_range, choose_start, clip_indices, crop_and_resize,
-                       frame_window, pick_source, rescale_box, rng_for, sample_crop_box, temporal_stride)
+                       frame_window, mixture_weights, pick_source, rescale_box, rng_for, sample_crop_box,
+                       temporal_stride)
 from .sources import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, Source, SourceError, find_files, frame_files,
                       natural_key, probe_frame_folder, probe_video, set_segment)
 
@@ -358,21 +359,13 @@ class MixtureDataset(EpochDataset):
     def __init__(self, parts: Sequence[EpochDataset], weights: Sequence[float] | None = None, *,
                  seed: int = 0, clips_per_epoch: int | None = None) -> None:
         super().__init__(seed)
-        if not parts:
-            raise ValueError("a mixture needs at least one part")
+        self.weights = np.asarray(mixture_weights(weights, len(parts), clips_per_epoch))
         keys = {p.sampling.shape_key() for p in parts}
         if len(keys) > 1:
             raise ValueError(f"mixture parts yield different clip shapes (K, H, W, h, w): {sorted(keys)}; "
                              "give them the same num_frames, height, width and low size")
-        weights = [1.0] * len(parts) if weights is None else [float(w) for w in weights]
-        if len(weights) != len(parts) or any(not (w >= 0 and math.isfinite(w)) for w in weights) or sum(weights) <= 0:
-            raise ValueError(f"mixture weights must be {len(parts)} non-negative numbers with a positive sum; "
-                             f"got {weights}")
         self.parts = list(parts)
-        self.weights = np.asarray(weights) / sum(weights)
         self.sampling = parts[0].sampling
-        if clips_per_epoch is not None and (not isinstance(clips_per_epoch, int) or clips_per_epoch < 1):
-            raise ValueError(f"clips_per_epoch must be a positive integer or None; got {clips_per_epoch!r}")
         self.clips_per_epoch = clips_per_epoch
 
     def __len__(self) -> int:

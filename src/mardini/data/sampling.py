@@ -138,6 +138,19 @@ def rng_for(seed: int, epoch: int, index: int) -> np.random.Generator:
                                                         spawn_key=(0, _nonneg(epoch, "epoch"), index)))
 
 
+def mixture_weights(weights: Sequence[float] | None, parts: int, clips_per_epoch: int | None) -> list[float]:
+    """A mixture's weights normalised to sum 1 (equal when None), after checking them and the
+    epoch length (None or a positive integer); ``ValueError`` names what is wrong."""
+    if parts < 1:
+        raise ValueError("a mixture needs at least one part")
+    values = [1.0] * parts if weights is None else [float(w) for w in weights]
+    if len(values) != parts or any(not (w >= 0 and math.isfinite(w)) for w in values) or sum(values) <= 0:
+        raise ValueError(f"mixture weights must be {parts} non-negative numbers with a positive sum; got {weights}")
+    if clips_per_epoch is not None and (not isinstance(clips_per_epoch, int) or clips_per_epoch < 1):
+        raise ValueError(f"clips_per_epoch must be a positive integer or None; got {clips_per_epoch!r}")
+    return [w / sum(values) for w in values]
+
+
 def check_time_range(time_range: Sequence[float]) -> tuple[float, float]:
     """Validate ``(lo, hi)`` with ``0 <= lo < hi <= 1`` and return it as floats."""
     lo, hi = _pair(time_range, "time_range")

@@ -5,6 +5,6 @@ from mardini.diffusion.prior import PRIORS, Prior, between_references, diffusion
 from mardini.diffusion.sampling import guided_denoiser, sample_ddim
 from mardini.diffusion.schedule import alpha_sigma, make_scheduler
 
-__all__ = ["PRIORS", "Prior", "alpha_sigma", "between_references", "diffusion_prior", "guided_denoiser", "make_scheduler",
-           "masked_diffusion_loss", "masked_mse", "masked_reconstruction_loss", "reference_interpolation",
-           "sample_ddim"]
+__all__ = ["PRIORS", "Prior", "alpha_sigma", "between_references", "diffusion_prior", "guided_denoiser",
+           "make_scheduler", "masked_diffusion_loss", "masked_mse", "masked_reconstruction_loss",
+           "reference_interpolation", "sample_ddim"]
