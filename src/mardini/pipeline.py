@@ -443,9 +443,9 @@ class MarDiniPipeline:
         if steps is None:
             assert frame_is_generated is not None
             return self.default_steps(frame_is_generated)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"the number of sampling steps must be an integer of at least 1, got {steps!r}")
-        return steps
+        return int(steps)
 
     def _check_window(self, window: int | None) -> int:
         limit = self.config.num_frames
