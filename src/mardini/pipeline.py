@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from mardini.checkpoint import check_codec, load_checkpoint, save_checkpoint
 from mardini.codecs import LatentCodec
 from mardini.config import MarDiniConfig
-from mardini.diffusion import between_references, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
+from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
 from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
 
@@ -432,12 +432,7 @@ class MarDiniPipeline:
         """DDIM steps for a window with this (B, K) mask when none are asked for:
         ``diffusion.inbetween_steps`` when it is set, a prior is on and every generated frame lies
         between two references; ``diffusion.sampling_steps`` otherwise."""
-        diffusion = self.config.diffusion
-        if diffusion.inbetween_steps is not None and diffusion.prior != "none":
-            generated = frame_is_generated.bool().cpu()
-            if torch.equal(between_references(generated), generated):
-                return diffusion.inbetween_steps
-        return diffusion.sampling_steps
+        return default_steps(self.config.diffusion, frame_is_generated)
 
     def _steps(self, steps: int | None, frame_is_generated: Tensor | None = None) -> int:
         if steps is None:

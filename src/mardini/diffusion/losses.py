@@ -7,8 +7,8 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor
 
-from mardini.models.generator import Generator
 from mardini.diffusion.prior import Prior
+from mardini.models.generator import Generator
 from mardini.models.planner import Planner
 
 

@@ -27,8 +27,8 @@ that needs no network.
 
 Why: a small model trained for two hours on two CPU cores spends much of its capacity redrawing
 content that a reference already shows; with the prior it only has to learn what changes. "none"
-keeps the paper's formulation and is every preset's default; docs/design.md and docs/benchmarks.md
-record what the prior did for the CPU model (the bundled model does not use it).
+keeps the paper's formulation and is every preset's default; the bundled CPU model uses
+"between_references", and docs/design.md and docs/benchmarks.md record what each prior did for it.
 """
 
 from __future__ import annotations
@@ -108,13 +108,11 @@ def diffusion_prior(config: DiffusionConfig, latents: Tensor, frame_is_generated
         # In-betweens only: beyond the references (image-to-video, expansion) a copy of the nearest
         # one is no guess at the motion, and diffusing around it was measured to freeze
         # image-to-video (docs/benchmarks.md); those frames keep the paper's formulation (mean 0, scale 1).
-        inside = between_references(frame_is_generated.to(latents.device))
-        shape = (*inside.shape, *([1] * (latents.dim() - 2)))
-        inside = inside.reshape(shape)
-        use_mean = inside | ~frame_is_generated.to(latents.device).reshape(shape)
-        mean = torch.where(use_mean, reference_interpolation(latents, frame_is_generated),
-                           torch.zeros((), dtype=latents.dtype, device=latents.device))
-        scale = torch.where(inside, torch.tensor(config.prior_scale, dtype=latents.dtype, device=latents.device),
-                            torch.ones((), dtype=latents.dtype, device=latents.device))
-        return Prior(mean, scale)
+        generated = frame_is_generated.to(latents.device)
+        shape = (*generated.shape, *([1] * (latents.dim() - 2)))
+        inside = between_references(generated).reshape(shape)
+        beyond = generated.reshape(shape) & ~inside
+        mean = reference_interpolation(latents, generated).masked_fill(beyond, 0.0)
+        scale = torch.full(shape, config.prior_scale, dtype=latents.dtype, device=latents.device)
+        return Prior(mean, scale.masked_fill(~inside, 1.0))
     raise ValueError(f"unknown diffusion prior '{config.prior}'; use one of {PRIORS}")

@@ -16,7 +16,8 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mardini.diffusion.prior import Prior
+from mardini.config import DiffusionConfig
+from mardini.diffusion.prior import Prior, between_references
 from mardini.models.generator import Generator
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -41,6 +42,18 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
         return v_uncond + guidance_scale * (v_cond - v_uncond)
 
     return denoise
+
+
+def default_steps(config: DiffusionConfig, frame_is_generated: Tensor) -> int:
+    """DDIM steps for a window with this (B, K) mask when none are asked for:
+    ``config.inbetween_steps`` when it is set, a prior is on and every generated frame lies
+    between two references (they start at the references' interpolation); ``config.sampling_steps``
+    otherwise."""
+    if config.inbetween_steps is not None and config.prior != "none":
+        generated = frame_is_generated.bool().cpu()
+        if torch.equal(between_references(generated), generated):
+            return config.inbetween_steps
+    return config.sampling_steps
 
 
 def sample_ddim(denoise: Denoiser, latents: Tensor, frame_is_generated: Tensor, scheduler: DDIMScheduler,

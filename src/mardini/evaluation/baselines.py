@@ -157,8 +157,8 @@ def latent_linear_blend(first: Tensor, last: Tensor, n_between: int, codec: torc
     """The cross-fade done in the codec's latent space: the end frames encoded, their latents
     blended at t = k / (n_between + 1), the blends decoded. Float frames in [0, 1].
 
-    It is what MarDini's reference prior (`mardini.diffusion.prior`, "reference_interpolation")
-    proposes before the generator runs, so beside a model trained with that prior it shows how
+    It is what MarDini's reference prior (`mardini.diffusion.prior`, either variant) proposes for
+    in-betweens before the generator runs, so beside a model trained with a prior it shows how
     much the network adds to it.
     """
     a, b = _ends(first, last)

@@ -188,7 +188,7 @@ def _tensorboard(out_dir: Path) -> Any:
 def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: Tensor, z_low: Tensor,
                   generate: Tensor, path: Path | None) -> None:
     """A GIF of the current weights on one training clip: codec round trip above, prediction below."""
-    from mardini.diffusion import guided_denoiser, sample_ddim
+    from mardini.diffusion import default_steps, guided_denoiser, sample_ddim
     from mardini.io import write_gif
 
     was_training = model.training
@@ -201,7 +201,8 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
         plan = model.planner(z_low, generate) if cfg.train == "joint" else None
         scheduler = make_scheduler(model.config.diffusion)
         predicted = sample_ddim(guided_denoiser(model.generator, generate, plan), z_high, generate, scheduler,
-                                steps=model.config.diffusion.sampling_steps, rng=torch.Generator().manual_seed(0),
+                                steps=default_steps(model.config.diffusion, generate),
+                                rng=torch.Generator().manual_seed(0),
                                 prior=diffusion_prior(model.config.diffusion, z_high, generate))
         truth = z_high
     rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
