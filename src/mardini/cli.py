@@ -167,8 +167,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_stage_config(args.config, args.override)
     try:
-        checkpoint = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
-    except TrainingError as err:
+        checkpoint = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
+                           overwrite=args.overwrite, allow_config_change=args.allow_config_change)
+    except TrainingError as err:  # TrainingInterrupted (a SystemExit) passes: exit status 75
         raise UserError(str(err)) from None
     print(f"checkpoint: {checkpoint}")
     return 0
@@ -407,6 +408,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config value by its dotted path, e.g. optim.lr=3e-4; repeatable")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "train":
+            p.add_argument("--overwrite", action="store_true",
+                           help="delete the run already in --out (checkpoints, metrics, samples) and start anew")
+            p.add_argument("--allow-config-change", action="store_true",
+                           help="--resume although the stage config, seed, batch size or process count changed")
+            p.epilog = ("Exit status: 0 when the run finished, 75 when SIGTERM/SIGINT stopped it after saving "
+                        "a checkpoint (continue with --resume), 2 for a refused input or a diverging run.")
         p.set_defaults(func=func)
     return parser
 

@@ -79,6 +79,10 @@ class StageConfig:
     sample_every: int = 0
     #: Each rank appends the sources of the clips it trained on to data_rank{R}.jsonl (debugging).
     log_data: bool = False
+    #: Stop (before the update, saving nothing of it) when a step's loss exceeds this multiple of
+    #: the median of the last 20 steps' losses: a diverging run. 0 turns the check off; a
+    #: non-finite loss or gradient norm always stops the run.
+    divergence_factor: float = 100.0
 
 
 def _from_dict(cls: type, data: Any, where: str) -> Any:
@@ -150,6 +154,8 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError(f"frames must be at least 2, got {cfg.frames}")
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.steps < 1:
         raise ValueError("batch_size, grad_accum and steps must all be at least 1")
+    if not cfg.divergence_factor >= 0:
+        raise ValueError(f"divergence_factor must be 0 (off) or a positive factor, got {cfg.divergence_factor}")
     if not 0.0 <= cfg.plan_dropout < 1.0:
         raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
     if cfg.prior is not None and cfg.prior not in PRIORS:

@@ -29,8 +29,8 @@ from mardini.checkpoint import CODEC_DIR, CheckpointError, load_model, save_mode
 from mardini.models.mardini import MarDini
 
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
+STALE_PATTERN = re.compile(r"^step-\d+\.(tmp|old)$")
 TRAINING_DIR = "training"
-
 
 
 def optimizer_state_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -93,11 +93,28 @@ def write_checkpoint(run_dir: Path, step: int, model: MarDini, weights: dict[str
     save_file(tensors, str(training / "optimizer.safetensors"))
     (training / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
     if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+        # Never delete a complete checkpoint before its replacement is in place: move it aside,
+        # rename the new one in, then drop the old (a kill in between leaves step-N.old, which
+        # clean_stale_folders removes, and one complete step-N).
+        old = root / f"step-{step:07d}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def clean_stale_folders(run_dir: Path) -> list[Path]:
+    """Remove ``step-N.tmp`` / ``step-N.old`` folders a killed run left in ``checkpoints/``; returns them."""
+    root = Path(run_dir) / "checkpoints"
+    stale = sorted(p for p in root.iterdir() if STALE_PATTERN.match(p.name)) if root.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
