@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mardini.checkpoint import CODEC_DIR, CheckpointError, load_model, save_model
+from mardini.checkpoint import CODEC_DIR, CheckpointError, check_links, load_model, save_model
 from mardini.models.mardini import MarDini
 
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
@@ -175,10 +175,12 @@ def resolve_codec_dir(path: str | Path) -> Path:
     """A codec folder, or the newest checkpoint of a ``mardini train-vae`` run folder."""
     path = Path(path)
     if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        check_links(path)  # training checkpoints copy the codec folder, links' targets included
         return path
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise CheckpointError(f"codec run folder '{path}' has no complete checkpoint yet")
+    check_links(checkpoints[-1])
     return checkpoints[-1]
 
 
