@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
 
-from mardini.config import PRESETS
+# Idle OpenMP threads that spin (the default) slow torch 2-3x whenever another process shares the
+# cores; libgomp reads this once, when torch loads it, so it is set before any torch import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mardini import __version__  # noqa: E402 - after the environment is set
+from mardini.config import PRESETS  # noqa: E402
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -55,6 +61,25 @@ _TASK_INPUTS = {
     "expand": {"video", "video_frames"},
     "slowmo": {"video", "video_frames", "factor"},
     "custom": {"known"},
+}
+#: What ``mardini generate TASK --help`` says about each task, with an example.
+_TASK_HELP = {
+    "i2v": "Image-to-video: the image is one frame of the video (position --ref-index, default 0) and the "
+           "other frames are generated. Example: mardini generate i2v --image photo.jpg --out clip.mp4",
+    "interpolate": "Interpolation: --first and --last are the first and last frames, the frames between are "
+                   "generated (two views of a scene give a novel-view sweep). Example: mardini generate "
+                   "interpolate --first a.png --last b.png --frames 9 --out between.mp4",
+    "loop": "Looping video: the image is both the first and the last frame, so the video loops seamlessly. "
+            "Example: mardini generate loop --image photo.jpg --out loop.gif",
+    "expand": "Video expansion: the frames of --video are kept and the video is continued to --frames frames "
+              "in total. Example: mardini generate expand --video clip.mp4 --video-frames 3 --frames 17 "
+              "--out longer.mp4",
+    "slowmo": "Hierarchical slow motion: frames are generated between the frames of --video, k frames becoming "
+              "(k-1)*--factor+1 (or --frames). Example: mardini generate slowmo --video clip.mp4 --factor 4 "
+              "--out slow.mp4",
+    "custom": "Any known frames: each --known POS=IMAGE puts an image at a 0-based position of a --frames-long "
+              "video; every other frame is generated. Example: mardini generate custom --known 0=a.png "
+              "--known 8=b.png --frames 9 --out custom.mp4",
 }
 _INPUT_FLAGS = {"image": "--image", "first": "--first", "last": "--last", "video": "--video",
                 "video_frames": "--video-frames", "known": "--known", "factor": "--factor",
@@ -257,8 +282,13 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``task`` tailors ``generate``'s help to one task (its text, its inputs)."""
+    def inputs(name: str, text: str) -> str:
+        return text if task is None or name in _TASK_INPUTS[task] else argparse.SUPPRESS
+
     parser = argparse.ArgumentParser(prog="mardini", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mardini {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the named model presets and their sizes")
@@ -272,8 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("generate", help="generate a video with a checkpoint (one of the paper's tasks)",
-                       description="Generate a video. Frame positions are 0-based; --frames counts every "
-                                   "frame of the output, the given ones included.")
+                       description=(_TASK_HELP[task].split(" Example: ")[0] + " " if task else
+                                    "Generate a video (`mardini generate TASK --help` describes each task). ")
+                       + "Frame positions are 0-based; --frames counts every frame of the output, the given "
+                         "ones included.",
+                       epilog="example: " + _TASK_HELP[task].split(" Example: ")[1] if task else None)
     p.add_argument("task", choices=TASKS, help="i2v: image-to-video; interpolate: frames between --first and "
                    "--last (also novel views); loop: first = last = --image; expand: continue --video; "
                    "slowmo: hierarchical slow motion of --video; custom: any --known frames")
@@ -281,14 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
     p.add_argument("--out", required=True, help="output: .mp4, .gif, or a path without extension for PNG frames")
     g = p.add_argument_group("inputs")
-    g.add_argument("--image", help="the image (i2v, loop)")
-    g.add_argument("--first", help="first frame (interpolate)")
-    g.add_argument("--last", help="last frame (interpolate)")
-    g.add_argument("--video", help="a video file or a folder of frames (expand, slowmo)")
-    g.add_argument("--video-frames", type=int, help="use only the first N frames of --video")
-    g.add_argument("--known", action="append", metavar="POS=IMAGE", help="a known frame (custom); repeat it")
-    g.add_argument("--ref-index", type=int, help="position of the image in the video (i2v; default 0)")
-    g.add_argument("--factor", type=int, help="slow-motion factor: k frames become (k-1)*factor+1 (slowmo)")
+    g.add_argument("--image", help=inputs("image", "the image (i2v, loop)"))
+    g.add_argument("--first", help=inputs("first", "first frame (interpolate)"))
+    g.add_argument("--last", help=inputs("last", "last frame (interpolate)"))
+    g.add_argument("--video", help=inputs("video", "a video file or a folder of frames (expand, slowmo)"))
+    g.add_argument("--video-frames", type=int, help=inputs("video_frames", "use only the first N frames of --video"))
+    g.add_argument("--known", action="append", metavar="POS=IMAGE",
+                   help=inputs("known", "a known frame (custom); repeat it"))
+    g.add_argument("--ref-index", type=int, help=inputs("ref_index", "position of the image in the video (i2v; "
+                                                                      "default 0)"))
+    g.add_argument("--factor", type=int, help=inputs("factor", "slow-motion factor: k frames become "
+                                                                "(k-1)*factor+1 (slowmo)"))
     g = p.add_argument_group("generation")
     g.add_argument("--frames", type=int, help="frames of the output video, given ones included (default for i2v, "
                    "interpolate, loop and custom: the model's window)")
@@ -370,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's for each task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("export", help=_cmd_export.__doc__.splitlines()[0])
@@ -423,14 +460,43 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Every task on bundled real inputs, written as mp4 + gif with one HTML page."""
     from mardini.demo import run_demo
 
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UserError(f"'{out}' exists and is not empty; choose a new folder or pass --force to write over it")
     page = run_demo(args.out, checkpoint=args.checkpoint, steps=args.steps, seed=args.seed, progress=not args.quiet)
     print(f"demo page: {page.resolve()}")
     return 0
 
 
+def _check_generate_paths(args: argparse.Namespace) -> None:
+    """Every input exists and the output can be written: checked before torch or a model loads."""
+    from mardini import io
+
+    for name, flag in _INPUT_FLAGS.items():
+        value = getattr(args, name, None)
+        if name in ("image", "first", "last", "video") and value is not None:
+            io.check_input(value, "video" if name == "video" else "image")  # the readers' own words
+    for item in args.known or []:
+        _, sep, path = item.partition("=")
+        if sep and path:
+            io.check_input(path, "image")
+    io.check_output(args.out)
+    if args.contact_sheet:
+        io.check_output(args.contact_sheet, video=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `mardini generate TASK --help` describes that task and lists only its inputs.
+    task = argv[1] if len(argv) > 1 and argv[0] == "generate" and argv[1] in TASKS else None
+    parser = build_parser(task)
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        try:
+            _check_generate_paths(args)
+        except ValueError as err:
+            print(f"mardini generate: error: {err}", file=sys.stderr)
+            return 2
     if getattr(args, "checkpoint", "unset") is None and args.command in ("generate", "eval", "demo"):
         from mardini.pipeline import default_checkpoint
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from mardini.checkpoint import atomic_write, atomic_write_folder
 
 #: File name extensions read as images, in a folder of frames too.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -106,6 +105,43 @@ def check_same_size(frames: Sequence[np.ndarray], names: Sequence[str]) -> None:
                              f"{_size(frame)}; give frames of one size")
 
 
+def check_input(path: str | os.PathLike, what: str = "input") -> Path:
+    """Raise :class:`MediaError` unless ``path`` exists and is readable (cheap: nothing is decoded).
+
+    For checking every input of a request before any model is loaded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{what} '{path}' does not exist")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{what} '{path}' is not readable (permissions)")
+    return path
+
+
+def check_output(path: str | os.PathLike, video: bool = True) -> Path:
+    """Raise :class:`MediaError` unless an output can be written at ``path``: a known video format
+    (when ``video``) and a writable folder (the nearest existing one: writers create the rest).
+
+    For checking before a generation, not after it.
+    """
+    path = Path(path)
+    if video:
+        output_format(path)
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise MediaError(f"cannot write '{path}': '{folder}' is not a folder")
+    try:  # a real file, not os.access: read-only mounts and root's view of permissions differ
+        fd, probe = tempfile.mkstemp(prefix=".mardini-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise MediaError(f"cannot write '{path}': the folder '{folder}' is not writable ({_reason(err)}); "
+                         f"choose another output path") from None
+    return path
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
@@ -186,6 +222,8 @@ def write_png_folder(frames: np.ndarray, path: str | os.PathLike) -> Path:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / FRAME_NAME.format(i), format="PNG")
 
+    from mardini.checkpoint import atomic_write_folder  # imports torch: only when writing
+
     atomic_write_folder(path, write)
     return path
 
@@ -238,6 +276,8 @@ def mp4_encoder() -> str:
 
 
 def _write_file(path: str | os.PathLike, write) -> Path:  # noqa: ANN001 - a callable(Path) -> None
+    from mardini.checkpoint import atomic_write  # imports torch: only when writing
+
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"'{path}' is a folder; give a file name")
