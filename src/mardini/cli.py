@@ -28,6 +28,16 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         low_h, low_w = cfg.low_resolution()
         print(f"{name:<14} {counts['planner']:>15d} {counts['generator']:>17d} {cfg.generator.attention:<15} "
               f"{cfg.height:>4}x{cfg.width:<4} {low_h:>4}x{low_w:<4} {cfg.num_frames:>6d}")
+    from mardini.checkpoint import read_config
+    from mardini.pipeline import DEFAULT_CHECKPOINT
+
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        # The bundled model is trained from a preset but is not that preset: training changed its
+        # generator attention (stage 2 switches it to temporal), so say what it is.
+        bundled, _ = read_config(DEFAULT_CHECKPOINT)
+        print(f"\nbundled model (the default --checkpoint): trained from {bundled.name}; generator attention "
+              f"{bundled.generator.attention}, {bundled.height}x{bundled.width}, {bundled.num_frames} frames, "
+              f"diffusion prior {bundled.diffusion.prior}")
     return 0
 
 
