@@ -98,7 +98,7 @@ _INPUT_FLAGS = {"image": "--image", "first": "--first", "last": "--last", "video
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     """Run one task of :mod:`mardini.tasks` on a checkpoint and write the video."""
-    from mardini import io, tasks
+    from mardini import io, limits, tasks
     from mardini.checkpoint import read_config
     from mardini.pipeline import MarDiniPipeline
 
@@ -114,12 +114,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.cpu_offload and device.type == "cpu":
         raise UserError("--cpu-offload moves the models between the CPU and an accelerator; it needs --device cuda")
     config, _ = read_config(args.checkpoint)  # a folder of another version fails here, before any reading
+    frames = limits.check_frame_count(args.frames, minimum=2)
+    both_sides = args.height is not None and args.width is not None
+
+    def same_size(images: list, paths: list) -> list:
+        # Inputs of different sizes are each fitted to the asked size; without one, which size
+        # and crop they should share is a guess, so they are refused.
+        if not both_sides:
+            try:
+                io.check_same_size(images, paths)
+            except ValueError as err:
+                raise UserError(f"{err}, or pass --height and --width to fit each to that size") from None
+            return images
+        return [io.fit_image(image, args.height, args.width) for image in images]
 
     options: dict = {"steps": args.steps, "seed": args.seed, "height": args.height, "width": args.width,
                      "window": args.window, "overlap": args.overlap, "progress": not args.quiet}
     if args.guidance is not None:
         options["guidance_scale"] = args.guidance
-    frames = args.frames
     if args.task in ("i2v", "loop"):
         image = io.read_image(_required(args.image, "--image", args.task))
         if args.task == "i2v":
@@ -128,8 +140,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             run = partial(tasks.loop, image=image, num_frames=frames)
     elif args.task == "interpolate":
         paths = [_required(args.first, "--first", args.task), _required(args.last, "--last", args.task)]
-        images = [io.read_image(p) for p in paths]
-        io.check_same_size(images, paths)
+        images = same_size([io.read_image(p) for p in paths], paths)
         run = partial(tasks.interpolate, first=images[0], last=images[1], num_frames=frames)
     elif args.task == "expand":
         video = io.read_video(_required(args.video, "--video", args.task), args.video_frames)
@@ -143,9 +154,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         run = partial(tasks.slow_motion, frames=video, factor=args.factor, num_frames=frames)
     else:
         known = _parse_known(_required(args.known, "--known", args.task))
-        images = {i: io.read_image(p) for i, p in known.items()}
-        io.check_same_size(list(images.values()), list(known.values()))
+        images = dict(zip(known, same_size([io.read_image(p) for p in known.values()], list(known.values()))))
         run = partial(tasks.custom, known=images, num_frames=frames)
+
+    # Size, length and memory of the request, refused before the model is loaded.
+    given = run.keywords.get("frames")
+    given = [run.keywords[k] for k in ("image", "first", "last") if k in run.keywords] if given is None else given
+    if "known" in run.keywords:
+        given = list(run.keywords["known"].values())
+    like = tuple(given[0].shape[:2])
+    height, width = limits.output_size(config, args.height, args.width, like)
+    total = frames if frames is not None else config.num_frames
+    if args.task == "slowmo" and args.factor is not None:
+        total = (len(given) - 1) * args.factor + 1
+    limits.check_frame_count(total, minimum=2)
+    if device.type == "cpu":
+        limits.check_memory(config, height, width, total, window=args.window,
+                            input_pixels=sum(int(g.shape[0]) * int(g.shape[1]) for g in given))
+    options["height"], options["width"] = height, width
 
     pipe = MarDiniPipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            cpu_offload=args.cpu_offload)
@@ -338,8 +364,10 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     g = p.add_argument_group("generation")
     g.add_argument("--frames", type=int, help="frames of the output video, given ones included (default for i2v, "
                    "interpolate, loop and custom: the model's window)")
-    g.add_argument("--height", type=int, help="output height (default: the input's, rounded to a multiple of 16)")
-    g.add_argument("--width", type=int, help="output width (default: the input's, rounded likewise)")
+    g.add_argument("--height", type=int, help="output height (default: the checkpoint's trained size with the "
+                   "input's aspect ratio, a multiple of 16; larger sizes cost memory and time)")
+    g.add_argument("--width", type=int, help="output width (default: as for --height; one of the two keeps the "
+                   "input's aspect ratio)")
     g.add_argument("--steps", type=int, help="DDIM steps per window (default: the checkpoint's for the task)")
     g.add_argument("--guidance", type=float, help="guidance scale (default: 2.5 for i2v and expand, 1 for "
                    "interpolate, loop and slowmo; custom: 1 if every new frame is between known ones, else 2.5)")

@@ -97,6 +97,19 @@ def read_frame_folder(path: str | os.PathLike, max_frames: int | None = None) ->
     return np.stack(frames)
 
 
+def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale a (H, W, 3) ``uint8`` image to cover ``height`` x ``width`` keeping its aspect ratio,
+    then centre-crop to exactly that size (how the pipeline fits frames to the output size)."""
+    h0, w0 = image.shape[:2]
+    if (h0, w0) == (height, width):
+        return image
+    scale = max(height / h0, width / w0)
+    size = (max(width, round(w0 * scale)), max(height, round(h0 * scale)))
+    scaled = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+
+
 def check_same_size(frames: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Raise :class:`MediaError` naming the first two inputs whose sizes differ."""
     for frame, name in zip(frames[1:], names[1:]):
