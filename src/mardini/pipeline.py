@@ -45,7 +45,7 @@ from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
 
 #: One frame: a PIL image, a ``uint8`` array/tensor (H, W, 3), or a float tensor (3, H, W) in [-1, 1].
-ImageLike = Union[Image.Image, np.ndarray, Tensor]
+ImageLike = Union[Image.Image, np.ndarray, Tensor, str, os.PathLike]
 #: Which frames are known: their positions (ints), or a (B, N) / (N,) bool mask.
 Known = Union[Sequence[int], Sequence[bool], np.ndarray, Tensor]
 
@@ -92,12 +92,21 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -
 def frames_to_tensor(frames: ImageLike | Sequence[ImageLike]) -> Tensor:
     """Frames in any accepted form -> float32 (..., 3, H, W) in [-1, 1].
 
+    An image may also be a file path (read by :func:`mardini.io.read_image`), or an integer array
+    that is greyscale (H, W) or (H, W, 1), RGBA (H, W, 4) or 16-bit (:func:`mardini.io.as_rgb_array`).
     ``uint8`` arrays and tensors are channels-last, (..., H, W, 3) in 0..255; float arrays and
     tensors are channels-first, (..., 3, H, W) in [-1, 1] (the codec's convention); a sequence of
     frames is stacked along a new first dimension and its frames must share one size.
     """
+    from mardini import io  # image-file reading and mode handling, shared with the CLI
+
+    if isinstance(frames, (str, os.PathLike)):
+        frames = io.read_image(frames)
     if isinstance(frames, Image.Image):
-        frames = np.asarray(frames.convert("RGB"))
+        frames = io.image_to_rgb(frames)
+    if (isinstance(frames, np.ndarray) and (np.issubdtype(frames.dtype, np.integer) or frames.dtype == np.bool_)
+            and (frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] in (1, 3, 4)))):
+        frames = io.as_rgb_array(frames)  # one greyscale, RGBA or 16-bit image (float arrays are channels-first)
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("no frames given")
