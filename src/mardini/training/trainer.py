@@ -120,8 +120,9 @@ def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
     if codec.latent_channels != model.config.latent_channels:
         raise ValueError(f"the codec in '{codec_dir}' has {codec.latent_channels} latent channels but the model "
                          f"expects {model.config.latent_channels}; use a matching codec or preset")
-    model.config.generator.attention = cfg.generator_attention
-    model.generator.attention = cfg.generator_attention
+    if cfg.generator_attention is not None:  # None keeps the checkpoint's pattern
+        model.config.generator.attention = cfg.generator_attention
+        model.generator.attention = cfg.generator_attention
     if cfg.prior is not None and cfg.prior != model.config.diffusion.prior:
         if model.config.diffusion.prior == "none":
             # The output layer was trained to predict the velocity of the latents themselves;
