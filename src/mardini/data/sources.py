@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 #: File name endings read as videos by :class:`~mardini.data.VideoFolderDataset`.
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".webm", ".avi", ".mov", ".qt", ".mkv", ".gif", ".mpg",
+                                      ".mpeg", ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".flv", ".wmv",
+                                      ".asf", ".ogv", ".mxf", ".vob", ".dv", ".y4m")
 #: File name endings read as frames by :class:`~mardini.data.FrameFolderDataset`.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
