@@ -81,3 +81,17 @@ def test_cli_defaults_to_the_trained_size_and_refuses_a_size_beyond_memory(tiny_
     assert main(["generate", "i2v", "--checkpoint", str(tiny_checkpoint), "--image", str(image), "--height", "8000",
                  "--width", "8000", "--out", str(tmp_path / "big.mp4"), *FAST]) == 2
     assert "needs about" in capsys.readouterr().err and not (tmp_path / "big.mp4").exists()
+
+
+def test_check_request_is_the_one_call_a_front_end_makes(monkeypatch):
+    monkeypatch.setattr(limits, "available_memory", lambda: 8 * 2**30)  # the same answer on any machine
+    config = get_preset("mardini-cpu")
+    assert limits.check_request(config, [(720, 1280)]) == (96, 176, 9)
+    assert limits.check_request(config, [(64, 64), (90, 120)], num_frames=17, height=64, width=96) == (64, 96, 17)
+    with pytest.raises(limits.RequestError, match="at least 3 frames"):
+        limits.check_request(config, [(64, 64)] * 2, num_frames=2, minimum_frames=3)
+    with pytest.raises(limits.RequestError, match="at least one known frame"):
+        limits.check_request(config, [])
+    with pytest.raises(limits.RequestError, match="needs about"):
+        limits.check_request(config, [(8000, 8000)], height=8000, width=8000)
+    assert limits.check_request(config, [(8000, 8000)], height=8000, width=8000, memory=False) == (8000, 8000, 9)

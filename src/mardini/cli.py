@@ -157,21 +157,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         images = dict(zip(known, same_size([io.read_image(p) for p in known.values()], list(known.values()))))
         run = partial(tasks.custom, known=images, num_frames=frames)
 
-    # Size, length and memory of the request, refused before the model is loaded.
-    given = run.keywords.get("frames")
-    given = [run.keywords[k] for k in ("image", "first", "last") if k in run.keywords] if given is None else given
-    if "known" in run.keywords:
-        given = list(run.keywords["known"].values())
-    like = tuple(given[0].shape[:2])
-    height, width = limits.output_size(config, args.height, args.width, like)
-    total = frames if frames is not None else config.num_frames
+    # Size, length and memory of the request, refused before the model is loaded (mardini.limits,
+    # which the web UI calls too).
+    given = run.keywords.get("frames")  # the video of expand and slowmo
+    if given is None:
+        given = list(run.keywords["known"].values()) if "known" in run.keywords else \
+            [run.keywords[k] for k in ("image", "first", "last") if k in run.keywords]
+    total = frames
     if args.task == "slowmo" and args.factor is not None:
         total = (len(given) - 1) * args.factor + 1
-    limits.check_frame_count(total, minimum=2)
-    if device.type == "cpu":
-        limits.check_memory(config, height, width, total, window=args.window,
-                            input_pixels=sum(int(g.shape[0]) * int(g.shape[1]) for g in given))
-    options["height"], options["width"] = height, width
+    options["height"], options["width"], _ = limits.check_request(
+        config, [tuple(g.shape[:2]) for g in given], num_frames=total, height=args.height, width=args.width,
+        window=args.window, memory=device.type == "cpu")
 
     pipe = MarDiniPipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            cpu_offload=args.cpu_offload)

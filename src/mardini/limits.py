@@ -11,6 +11,7 @@ module imports neither torch nor the models: it works from a :class:`~mardini.co
   cost grows with the pixel count), rounded to what the networks take.
 * :func:`estimate_memory` / :func:`check_memory`: peak memory of a CPU generation and a refusal
   when it exceeds what the machine has available (:func:`available_memory`).
+* :func:`check_request`: all of the above for one request, the call a front end makes.
 """
 
 from __future__ import annotations
@@ -166,6 +167,34 @@ def check_memory(config: MarDiniConfig, height: int, width: int, num_frames: int
                            f"{_gb(available)} is available; ask for a smaller size (the model was trained at "
                            f"{trained}) or fewer frames")
     return needed
+
+
+def check_request(config: MarDiniConfig, inputs: list[tuple[int, int]], *, num_frames: int | None = None,
+                  height: int | None = None, width: int | None = None, window: int | None = None,
+                  minimum_frames: int = 2, memory: bool = True) -> tuple[int, int, int]:
+    """Check a whole request before any model is loaded; returns its (height, width, num_frames).
+
+    Args:
+        config: the checkpoint's config (``mardini.checkpoint.read_config``).
+        inputs: (height, width) of every given frame, in order; the first sets the aspect ratio.
+        num_frames: the output length, given frames included (default: the model's window).
+        height, width: the asked output size (see :func:`output_size`).
+        window: most frames per model call (default: the model's).
+        minimum_frames: the task's shortest video (2; 3 for interpolation).
+        memory: refuse what exceeds the available memory (set False for a GPU request: the
+            estimate is of CPU memory).
+
+    Raises:
+        RequestError: with the one-line message every front end shows.
+    """
+    if not inputs:
+        raise RequestError("at least one known frame is needed: MarDini generates frames from reference frames")
+    num_frames = check_frame_count(config.num_frames if num_frames is None else num_frames, minimum_frames)
+    assert num_frames is not None
+    height, width = output_size(config, height, width, inputs[0])
+    if memory:
+        check_memory(config, height, width, num_frames, window=window, input_pixels=sum(h * w for h, w in inputs))
+    return height, width, num_frames
 
 
 def _gb(size: int) -> str:
