@@ -128,3 +128,34 @@ def test_resume_refuses_a_changed_setup_unless_allowed(tmp_path, codec_dir):
     train(_cfg(codec_dir, "steps=4", "checkpoint_every=2", "log_every=2"), run, resume=True, max_steps=3,
           progress=False)
     assert train(changed, run, resume=True, progress=False, allow_config_change=True).name == "step-0000004"
+
+
+def test_train_vae_guards_its_run_folder_writes_each_step_once_and_exits_75_on_a_signal(tmp_path, monkeypatch):
+    import signal
+
+    from mardini.training import PREEMPTED_EXIT_CODE, TrainingInterrupted
+    from mardini.training import vae
+    from test_vae_training import tiny_config
+
+    saved = []
+    real_save = vae._save
+    monkeypatch.setattr(vae, "_save", lambda run_dir, step, *a: saved.append(step) or real_save(run_dir, step, *a))
+    run = tmp_path / "vae"
+    vae.train_vae(tiny_config(), run, progress=False)
+    assert saved == [2, 4]  # the last step (a checkpoint step) is written once
+    with pytest.raises(TrainingError, match="not empty"):
+        vae.train_vae(tiny_config(), run, progress=False)
+    real_ssim = vae.ssim_loss
+    calls = []
+
+    def signalled(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler preempting the job
+        return real_ssim(*args)
+
+    monkeypatch.setattr(vae, "ssim_loss", signalled)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        vae.train_vae(tiny_config(), run, progress=False, overwrite=True)
+    assert stopped.value.code == PREEMPTED_EXIT_CODE == 75 and stopped.value.step == 1
+    assert [p.name for p in list_checkpoints(run)] == ["step-0000001"]

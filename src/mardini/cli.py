@@ -269,10 +269,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train_vae(args: argparse.Namespace) -> int:
     """Train the project's own 16-channel 8x frame autoencoder (configs/vae.yaml)."""
+    from mardini.training import TrainingError
     from mardini.training.vae import load_vae_config, train_vae
 
     cfg = load_vae_config(args.config, args.override)
-    checkpoint = train_vae(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    try:
+        checkpoint = train_vae(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
+                               overwrite=args.overwrite)
+    except TrainingError as err:  # TrainingInterrupted (a SystemExit) passes: exit status 75
+        raise UserError(str(err)) from None
     print(f"codec checkpoint: {checkpoint}")
     return 0
 
@@ -480,13 +485,14 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config value by its dotted path, e.g. optim.lr=3e-4; repeatable")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in --out (checkpoints, metrics, samples) and start anew")
         if name == "train":
-            p.add_argument("--overwrite", action="store_true",
-                           help="delete the run already in --out (checkpoints, metrics, samples) and start anew")
             p.add_argument("--allow-config-change", action="store_true",
                            help="--resume although the stage config, seed, batch size or process count changed")
-            p.epilog = ("Exit status: 0 when the run finished, 75 when SIGTERM/SIGINT stopped it after saving "
-                        "a checkpoint (continue with --resume), 2 for a refused input or a diverging run.")
+        p.epilog = ("Exit status: 0 when the run finished, 75 when SIGTERM/SIGINT stopped it after saving "
+                    "a checkpoint (continue with --resume), 2 for a refused input" +
+                    (" or a diverging run." if name == "train" else "."))
         p.set_defaults(func=func)
     return parser
 

@@ -92,20 +92,27 @@ def write_checkpoint(run_dir: Path, step: int, model: MarDini, weights: dict[str
     tensors, meta = optimizer_state_to_tensors(optimizer_state)
     save_file(tensors, str(training / "optimizer.safetensors"))
     (training / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
+    publish_folder(tmp, final)
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def publish_folder(tmp: Path, final: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``final``, replacing an existing one safely.
+
+    A complete checkpoint is never deleted before its replacement is in place: it is moved aside
+    to ``final.old``, the new one renamed in, then the old removed (a kill in between leaves
+    ``step-N.old``, which :func:`clean_stale_folders` removes, and no gap without a checkpoint).
+    """
     if final.exists():
-        # Never delete a complete checkpoint before its replacement is in place: move it aside,
-        # rename the new one in, then drop the old (a kill in between leaves step-N.old, which
-        # clean_stale_folders removes, and one complete step-N).
-        old = root / f"step-{step:07d}.old"
+        old = final.with_name(final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
         os.replace(tmp, final)
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, final)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
 
 
 def clean_stale_folders(run_dir: Path) -> list[Path]:
