@@ -159,3 +159,17 @@ def test_train_vae_guards_its_run_folder_writes_each_step_once_and_exits_75_on_a
         vae.train_vae(tiny_config(), run, progress=False, overwrite=True)
     assert stopped.value.code == PREEMPTED_EXIT_CODE == 75 and stopped.value.step == 1
     assert [p.name for p in list_checkpoints(run)] == ["step-0000001"]
+
+
+def test_the_train_command_refuses_a_used_folder_in_one_line(tmp_path, codec_dir, capsys):
+    from mardini.cli import main
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.jsonl").write_text("{}\n")
+    args = ["--config", str(CONFIGS / "stage1a_generator.yaml"), "--override", f"codec={codec_dir}", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "run"), *args]) == 2
+    assert "is not empty; continue its run with --resume, delete it with --overwrite" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "missing"), "--resume", *args]) == 2
+    assert "does not exist; drop --resume" in capsys.readouterr().err
+    assert main(["train-vae", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "not empty" in capsys.readouterr().err
