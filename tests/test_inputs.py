@@ -67,3 +67,12 @@ def test_inputs_of_different_sizes_are_fitted_to_an_asked_size(tiny_checkpoint, 
     assert main(["generate", "custom", "--known", f"0={tmp_path / 'a.png'}", "--known", f"2={tmp_path / 'b.png'}",
                  "--height", "32", "--width", "48", "--out", str(tmp_path / "y"), *common]) == 0
     assert read_video(tmp_path / "y").shape == (3, 32, 48, 3)
+
+
+def test_16_bit_frames_of_a_training_frame_folder_keep_their_tones(tmp_path):
+    from mardini.data.sources import probe_frame_folder
+
+    for i in range(3):
+        Image.fromarray(np.full((16, 16), 32768 + i, np.uint16)).save(tmp_path / f"frame_{i}.png")
+    frames = probe_frame_folder(tmp_path, fps=8).read([0, 1, 2])
+    assert frames.shape == (3, 16, 16, 3) and (frames == 128).all()

@@ -364,8 +364,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--factor", type=int, help=inputs("factor", "slow-motion factor: k frames become "
                                                                 "(k-1)*factor+1 (slowmo)"))
     g = p.add_argument_group("generation")
-    g.add_argument("--frames", type=int, help="frames of the output video, given ones included (default for i2v, "
-                   "interpolate, loop and custom: the model's window)")
+    g.add_argument("--frames", type=int, help="frames of the output video, given ones included, 2 to 4096 (default "
+                   "for i2v, interpolate, loop and custom: the model's window)")
     g.add_argument("--height", type=int, help="output height (default: the checkpoint's trained size with the "
                    "input's aspect ratio, a multiple of 16; larger sizes cost memory and time)")
     g.add_argument("--width", type=int, help="output width (default: as for --height; one of the two keeps the "

@@ -128,10 +128,12 @@ class FrameFolderSource:
         """Load the frames at ``indices`` as uint8 (n, H, W, 3) RGB."""
         from PIL import Image
 
+        from mardini.io import image_to_rgb  # 16-bit and greyscale frames scaled, not clipped
+
         frames = []
         for i in indices:
             with Image.open(self.files[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
+                frames.append(image_to_rgb(image))
         if any(f.shape != frames[0].shape for f in frames):
             raise SourceError(f"frames of {self.path!r} differ in size: {sorted({f.shape for f in frames})}")
         return np.stack(frames)
