@@ -4,7 +4,6 @@ Python API, and inputs of different sizes with an explicit output size."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from PIL import Image, PngImagePlugin
 
 from mardini.cli import main
