@@ -32,7 +32,7 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.tensor import DTensor, distribute_tensor
 from tqdm.auto import tqdm
 
-from mardini.checkpoint import CheckpointError
+from mardini.checkpoint import CheckpointError, atomic_write
 from mardini.codecs import LatentCodec, load_codec
 from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
@@ -470,7 +470,8 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     metrics_path = out_dir / "metrics.jsonl"
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "stage.json").write_text(json.dumps(stage_to_dict(cfg), indent=1))
+        text = json.dumps(stage_to_dict(cfg), indent=1)
+        atomic_write(out_dir / "stage.json", lambda tmp: tmp.write_text(text))  # never half-written
     tensorboard = _tensorboard(out_dir) if rank == 0 else None
     bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not progress or rank != 0, dynamic_ncols=True)
     stream = batches(data_position)
