@@ -289,8 +289,14 @@ def test_corpus_kind_weights_by_source_and_minutes(corpus):
     weighted = build_dataset(spec(root, weights={"nested": 0.0, "frames": 2.0}))
     assert len(weighted.parts) == 2
     np.testing.assert_allclose(weighted.weights, [4.0 / 8.0, 4.0 / 8.0], rtol=1e-3)
+    only = build_dataset(spec(root, sources=["frames"]))
+    assert [Path(p.sources[0].name).name for p in only.parts] == ["seq"] and list(only.weights) == [1.0]
     with pytest.raises(ValueError, match="no source 'faces'"):
         build_dataset(spec(root, weights={"faces": 0.1}))
+    with pytest.raises(ValueError, match="no source 'faces'"):
+        build_dataset(spec(root, sources=["faces"]))
+    with pytest.raises(ValueError, match="list of source names"):
+        build_dataset(spec(root, sources="frames"))
     with pytest.raises(ValueError, match="split must be one of"):
         build_dataset(spec(root, split="test"))
     with pytest.raises(ValueError, match="mardini corpus build"):
