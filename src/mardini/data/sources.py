@@ -24,7 +24,7 @@ VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".webm", ".avi", ".mov", ".
                                       ".mpeg", ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".flv", ".wmv",
                                       ".asf", ".ogv", ".mxf", ".vob", ".dv", ".y4m")
 #: File name endings read as frames by :class:`~mardini.data.FrameFolderDataset`.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 # Clips starting within this many seconds of the stream start are decoded from the start:
 # a seek would land on the first keyframe anyway.
