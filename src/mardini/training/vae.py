@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -43,7 +42,9 @@ from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoenc
 from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
 from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, generator_adversarial_loss,
                                             gradient_loss, hinge_discriminator_loss)
-from mardini.training.state import list_checkpoints, optimizer_state_from_tensors, optimizer_state_to_tensors
+from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
+    optimizer_state_to_tensors, publish_folder
+from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingInterrupted, prepare_run_folder
 
 
 @dataclass
@@ -200,18 +201,23 @@ def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.op
         tensors, state["disc_optimizer"] = optimizer_state_to_tensors(disc_optimizer.state_dict())
         save_file(tensors, str(tmp / "training" / "disc_optimizer.safetensors"))
     (tmp / "training" / "state.json").write_text(json.dumps(state, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    publish_folder(tmp, final)
     for old in list_checkpoints(run_dir)[:-cfg.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-              progress: bool = True) -> Path:
-    """Train (or resume) the frame autoencoder; returns the newest checkpoint folder."""
+              progress: bool = True, overwrite: bool = False) -> Path:
+    """Train (or resume) the frame autoencoder; returns the newest checkpoint folder.
+
+    Like :func:`mardini.training.train`: a non-empty ``out_dir`` needs ``resume`` or ``overwrite``
+    (TrainingError otherwise), a step is written once, and SIGTERM/SIGINT save then raise
+    :class:`~mardini.training.TrainingInterrupted` (exit status 75).
+    """
     out_dir = Path(out_dir)
+    prepare_run_folder(out_dir, resume, overwrite, rank=0)
+    clean_stale_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = _start_model(cfg)
@@ -245,6 +251,7 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 for s in (signal.SIGTERM, signal.SIGINT)}
     bar = tqdm(total=total, initial=step, desc="train-vae", disable=not progress, dynamic_ncols=True)
     latest_path = checkpoints[-1] if checkpoints else None
+    saved_step = step if checkpoints else None  # a step is never written twice
     started, first = time.time(), step
     try:
         while step < total and stop["signal"] is None:
@@ -300,14 +307,16 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 with (out_dir / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(record) + "\n")
             if step % cfg.checkpoint_every == 0:
-                latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg, adversary)
-        if stop["signal"] is not None or step == total:
+                latest_path, saved_step = _save(out_dir, step, model, optimizer, stats_frames, cfg, adversary), step
+        if (stop["signal"] is not None or step == total) and saved_step != step:
             latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg, adversary)
     finally:
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stop["signal"] is not None:
-        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {latest_path}")
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {latest_path}; "
+              f"exiting with status {PREEMPTED_EXIT_CODE} (continue with --resume)", flush=True)
+        raise TrainingInterrupted(stop["signal"], step, latest_path)
     assert latest_path is not None
     return latest_path
