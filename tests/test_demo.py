@@ -31,7 +31,7 @@ def test_demo_writes_every_task_and_one_page(tiny_checkpoint, tmp_path, capsys):
     # still reference and the real clip.
     for row in ("mardini", "codec", "linear", "linear@codec", "linear@latent", "repeat", "real"):
         assert f"<tr><th>{row}</th>" in page, row
-    assert "| mardini |" not in page and page.index("PSNR vs codec truth") < page.index("PSNR (dB)")
+    assert "| mardini |" not in page and page.index(">PSNR vs codec truth</th>") < page.index(">PSNR (dB)</th>")
     # Every figure is explained in words, with the better direction.
     for key in ("psnr_codec_truth", "sharpness", "seam", "motion", "flicker"):
         assert f"<li><b>{key}</b>: " in page, key
