@@ -10,12 +10,22 @@ and centre crop), then
   flicker, smoothness and consistency, and 0 on dynamic degree: a model must move to beat it
   there, which is why VBench reports dynamic degree next to the others.
 
-Scores per video (`mardini.evaluation.baselines`; averages over the images per method):
+With real held-out clips (``--data``) the clip itself is a third row, ``real``: the model should
+move like it, keep its sharpness and show no seams.
+
+Scores per video (`mardini.evaluation.baselines`, `mardini.evaluation.artefacts`; averages over
+the images per method):
+
+- ``motion`` (with real clips): the row's mean flow magnitude over the real clips', a ratio of
+  sums; ``sharpness``: Laplacian variance of the frames over the reference image's; ``seam``: the
+  16-px token grid's visibility (1 = none); ``flicker``: mean change (8-bit levels) where the real
+  clip (else the video itself) does not move; ``colour_shift``: colour drift on the reference's
+  saturated regions; ``drift``: SSIM of each frame position to the reference;
 
 - ``dynamic_degree``: VBench's verdict (RIFE flow instead of RAFT), the share of videos judged
   dynamic; ``flow_magnitude``: their mean flow magnitude in pixels per frame pair;
 - ``motion_smoothness``: VBench's re-synthesis of the odd frames (RIFE instead of AMT);
-- ``flicker``: VBench temporal flickering, ``(255 - mean |frame_{i+1} - frame_i|) / 255``;
+- ``vbench_flicker``: VBench temporal flickering, ``(255 - mean |frame_{i+1} - frame_i|) / 255``;
 - ``ref_consistency``: mean SSIM of every other frame to the video's reference frame;
 - with ``--dino`` / ``--clip`` TorchScript encoders: ``subject_consistency`` /
   ``background_consistency`` (VBench) and ``i2v_subject`` / ``i2v_background`` (VBench-I2V

@@ -1,10 +1,10 @@
 """VIDIM-Bench-style video interpolation evaluation (paper, section 3.2 and appendix D).
 
 Protocol (VIDIM-Bench, Jain et al. 2024; paper appendix D): 9-frame clips, frames 0 and 8 are
-given, frames 1-7 are generated. Clips are taken from real videos in evaluation mode of
-`mardini.data` (no randomness: evenly spaced starts, the full centred crop with the target
-aspect ratio, resized with antialiasing to ``size`` x ``size``) and quantised to 8 bits; every
-row's frames are quantised to 8 bits too before scoring, as a video file would store them.
+given, frames 1-7 are generated. Clips are taken from real held-out videos by `footage` (no
+randomness: sampled by presentation time with repeated frames dropped, evenly spaced starts, the
+centred square crop resized with antialiasing to ``size`` x ``size``, 8 bits); every row's frames
+are quantised to 8 bits too before scoring, as a video file would store them.
 
 Rows (methods):
 
@@ -19,11 +19,13 @@ Rows (methods):
   (`mardini.evaluation.with_codec`), i.e. what the baseline scores under the same handicap as
   the model.
 
-Metrics per row: ``psnr`` and ``ssim`` (mean over all 7 generated frames of all clips),
-``psnr_mid`` / ``ssim_mid`` (the middle, 5th frame, clip index 4: VIDIM-Bench's MidF metrics),
-``flow_error`` (mean end-point error between the RIFE flow of consecutive frames of the row's
-9-frame clip and of the real clip: does the motion go the right way), and with user-given
-weight files ``lpips`` / ``lpips_mid``, ``fid`` (Inception features of all generated frames vs
+Metrics per row: ``psnr_codec_truth`` / ``ssim_codec_truth`` (the headline: against the real
+frames through the codec, so the codec's loss drops out), ``psnr`` and ``ssim`` (against the real
+frames, mean over all 7 generated frames of all clips), ``psnr_mid`` / ``ssim_mid`` (the middle,
+5th frame, clip index 4: VIDIM-Bench's MidF metrics), ``sharpness``, ``seam``, ``colour_shift``,
+``motion`` and ``flicker`` (`artefacts`: what the eye sees), ``flow_error`` (mean end-point error
+between the RIFE flows from the given frames to every other frame of the row and of the real
+clip: does every frame sit where the real one does), and with user-given weight files ``lpips`` / ``lpips_mid``, ``fid`` (Inception features of all generated frames vs
 all real frames 1-7) and ``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and
 FVD are computed over the whole set. See docs/evaluation.md for what makes them comparable with
 published numbers.
@@ -495,9 +497,7 @@ def evaluate_interpolation(
                        ssim_mid=float(q[:, mid].double().mean()),
                        psnr_identical_frames=int((~torch.isfinite(p)).sum()))
             if s.psnr_codec:
-                pc = torch.stack(s.psnr_codec)
-                # The codec row is its own reference: identical frames, a score without limit.
-                row["psnr_codec_truth"] = mean_finite(pc) if torch.isfinite(pc).any() else float("inf")
+                row["psnr_codec_truth"] = _mean_db(torch.stack(s.psnr_codec))
                 row["ssim_codec_truth"] = float(torch.stack(s.ssim_codec).double().mean())
             row.update(sharpness=_nanmean(s.sharpness), seam=_nanmean(s.seam), colour_shift=_nanmean(s.colour))
             if flow_fn is not None:
@@ -516,7 +516,7 @@ def evaluate_interpolation(
                 "psnr": [mean_finite(v) for v in s.psnr], "ssim": [float(v.mean()) for v in s.ssim],
                 "psnr_mid": [float(v[mid]) for v in s.psnr], "ssim_mid": [float(v[mid]) for v in s.ssim]}
             if s.psnr_codec:
-                per_clip["psnr_codec_truth"] = [mean_finite(v) for v in s.psnr_codec]
+                per_clip["psnr_codec_truth"] = [_mean_db(v) for v in s.psnr_codec]
                 per_clip["ssim_codec_truth"] = [float(v.mean()) for v in s.ssim_codec]
             per_clip.update(sharpness=list(s.sharpness), seam=list(s.seam), colour_shift=list(s.colour))
             if flow_fn is not None:
@@ -531,10 +531,16 @@ def evaluate_interpolation(
     return {"rows": result_rows, "clips": clip_list, "omitted": omitted, "skipped": skipped}
 
 
+def _mean_db(values: Tensor) -> float:
+    """Mean PSNR of the finite values; ``inf`` when every frame is identical to its reference (the
+    codec row against the codec's truth: a score without limit), not NaN."""
+    return mean_finite(values) if torch.isfinite(values).any() else math.inf
+
+
 def _nanmean(values: Sequence[float]) -> float:
-    """Mean of the finite values (a clip without saturated colour or still regions gives NaN); NaN if none."""
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else math.nan
+    """Mean of the values that are not NaN (a clip without saturated colour or still regions gives NaN); NaN if none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
 
 
 #: Markdown columns: (key, header, decimals). The codec-relative scores lead: they separate
@@ -697,6 +703,34 @@ def assemble_report(result: Mapping[str, Any], settings: Mapping[str, Any]) -> d
     return report
 
 
+#: Columns of the per-video table of a report: the headline and the scores of what the eye sees.
+PER_VIDEO_KEYS = ("psnr_codec_truth", "psnr", "sharpness", "seam", "motion", "flow_error")
+
+
+def per_video(report: Mapping[str, Any], keys: Sequence[str] = PER_VIDEO_KEYS) -> dict[str, dict[str, Any]]:
+    """Per video and row, the mean of each metric over the video's clips (``per_clip`` grouped by
+    ``clip_list``): ``{"VIDEO / ROW": {"clips", key: mean, ...}}``, the videos in report order.
+
+    Ratios (``sharpness``, ``motion``) are averaged per clip here, while the overall row takes
+    the ratio of sums, so the two can differ when the truth barely moves in some clips.
+    """
+    sources = [str(c["source"]) for c in report.get("clip_list", [])]
+    out: dict[str, dict[str, Any]] = {}
+    for video in dict.fromkeys(sources):
+        picked = [i for i, src in enumerate(sources) if src == video]
+        for name in report.get("methods", []):
+            row = report.get(name, {})
+            if not row.get("available", True) or "per_clip" not in row:
+                continue
+            entry: dict[str, Any] = {"clips": len(picked)}
+            for key in keys:
+                values = row["per_clip"].get(key)
+                if values is not None:
+                    entry[key] = _nanmean([float(values[i]) for i in picked if values[i] is not None])
+            out[f"{video} / {name}"] = entry
+    return out
+
+
 #: Per-video columns of a report: what was decoded and the rate the clips were cut at.
 VIDEO_COLUMNS = [("declared_fps", "declared fps", 2), ("effective_fps", "effective fps", 2),
                  ("decoded_frames", "decoded", 0), ("repeats_dropped", "repeats dropped", 0), ("clips", "clips", 0)]
@@ -722,6 +756,8 @@ def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
     videos = report.get("videos") or []
     if videos:
         lines += ["", videos_table(videos)]
+        present = [c for c in COLUMNS if c[0] in PER_VIDEO_KEYS]
+        lines += [markdown_table(per_video(report), [("clips", "clips", 0)] + present, first="video / method")]
     for clip in report.get("skipped_clips") or []:
         start = f" at {float(clip['start']):.2f} s" if clip.get("start") is not None else ""
         lines.append(f"- clip of {Path(str(clip['source'])).name}{start} left out: {clip['reason']}")
