@@ -8,6 +8,7 @@ from functools import partial
 from pathlib import Path
 
 from mardini.config import PRESETS
+from mardini.data.corpus import SPLITS
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -354,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
     i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
     for e in (q, i):
-        e.add_argument("--split", default="heldout", choices=["heldout", "train"],
+        e.add_argument("--split", default="heldout", choices=list(SPLITS),
                        help="with a corpus folder as --data: which split's videos (default heldout)")
         e.add_argument("--checkpoint", default=None,
                        help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
