@@ -25,10 +25,10 @@ frames, mean over all 7 generated frames of all clips), ``psnr_mid`` / ``ssim_mi
 5th frame, clip index 4: VIDIM-Bench's MidF metrics), ``sharpness``, ``seam``, ``colour_shift``,
 ``motion`` and ``flicker`` (`artefacts`: what the eye sees), ``flow_error`` (mean end-point error
 between the RIFE flows from the given frames to every other frame of the row and of the real
-clip: does every frame sit where the real one does), and with user-given weight files ``lpips`` / ``lpips_mid``, ``fid`` (Inception features of all generated frames vs
-all real frames 1-7) and ``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and
-FVD are computed over the whole set. See docs/evaluation.md for what makes them comparable with
-published numbers.
+clip: does every frame sit where the real one does), and with user-given weight files ``lpips`` /
+``lpips_mid``, ``fid`` (Inception features of all generated frames vs all real frames 1-7) and
+``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and FVD are computed over the
+whole set. See docs/evaluation.md for what makes them comparable with published numbers.
 """
 
 from __future__ import annotations
