@@ -29,6 +29,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -86,6 +87,9 @@ def score(codec: LatentCodec, frames: torch.Tensor, names: list[str] | None = No
         for name in dict.fromkeys(names):
             keep = torch.tensor([n == name for n in names])
             result["per_video"][name] = _scores(recon[keep], frames[keep])
+        # Greyscale videos have no saturated region to judge: the overall shift is over the others.
+        shifts = [v["colour_shift"] for v in result["per_video"].values() if not math.isnan(v["colour_shift"])]
+        result["colour_shift"] = sum(shifts) / len(shifts) if shifts else math.nan
     return result, recon
 
 
