@@ -47,7 +47,8 @@ def test_each_example_runs_and_the_command_shown_makes_the_same_frames(pipe, tin
     assert main(argv[1:] + ["--quiet"]) == 0
     printed = capsys.readouterr().out
     assert result.summary.split(" (")[0] in printed  # "N frames of WxH"
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "cli-sheet.png")), np.asarray(Image.open(result.sheet)))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "cli-sheet.png")),
+                                  np.asarray(Image.open(result.sheet)))
 
 
 def test_uploads_are_named_by_file_name_and_frames_without_a_bundled_folder_get_a_note(pipe, tmp_path):  # noqa: F811

@@ -398,7 +398,8 @@ def require_gradio():  # noqa: ANN201 - the gradio module
     return gradio
 
 
-def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None, workdir: str | os.PathLike | None = None):  # noqa: ANN201 - gr.Blocks
+def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None,  # noqa: ANN201 - gr.Blocks
+              workdir: str | os.PathLike | None = None):
     """The page: one tab per task, each with its inputs, examples, settings and result.
 
     Args:
@@ -421,14 +422,16 @@ def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None, workdir: str
                 _examples(gr, fields, examples[task])
                 with gr.Accordion("Settings", open=False):
                     with gr.Row():
-                        fields["height"] = _optional(gr, "height", "blank: the model's size in the input's aspect ratio")
-                        fields["width"] = _optional(gr, "width", "blank: likewise")
-                        fields["steps"] = _optional(gr, "steps", "DDIM steps per window; blank: the checkpoint's")
+                        fields["height"] = _optional(gr, "height", "blank: the model's size in the input's "
+                                                     "aspect ratio", f"{task}-height")
+                        fields["width"] = _optional(gr, "width", "blank: likewise", f"{task}-width")
+                        fields["steps"] = _optional(gr, "steps", "DDIM steps per window; blank: the checkpoint's",
+                                                    f"{task}-steps")
                     with gr.Row():
                         default = tasks.I2V_GUIDANCE if task in ("i2v", "expand") else tasks.INTERPOLATION_GUIDANCE
                         fields["guidance"] = _optional(gr, "guidance", f"blank: {default:g}" if task != "custom"
                                                        else "blank: 1 if every new frame is between known ones, "
-                                                            "else 2.5")
+                                                            "else 2.5", f"{task}-guidance")
                         fields["seed"] = gr.Number(label="seed", value=0, precision=0,
                                                    info="the same seed repeats exactly")
                         fields["fps"] = gr.Number(label="fps", value=8, info="frames per second of the videos")
@@ -437,10 +440,10 @@ def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None, workdir: str
                     video = gr.Video(label="result", autoplay=True, loop=True, height=320, elem_id=f"{task}-video")
                     sheet = gr.Image(label="contact sheet", type="filepath", height=320, elem_id=f"{task}-sheet")
                 with gr.Row():
-                    given = gr.Gallery(label="given frames, as read", columns=6, height=160, object_fit="contain")
+                    given = gr.Gallery(label="given frames, as read", columns=6, height=220, object_fit="contain")
                     files = gr.File(label="downloads", file_count="multiple", elem_id=f"{task}-files")
                 summary = gr.Markdown(elem_id=f"{task}-summary")
-                command = gr.Code(label="the same from the command line", language="shell", lines=2,
+                command = gr.Code(label="the same from the command line", language="shell", lines=2, max_lines=6,
                                   wrap_lines=True, elem_id=f"{task}-command")
                 run = _handler(gr, task, fields, pipe, checkpoint, workdir, counter)
                 # One queue slot for every tab: two users wait for each other rather than share the model.
@@ -471,8 +474,8 @@ def _task_fields(gr: Any, task: str, window: int) -> dict[str, Any]:
                                              info="0-based, one per frame, in the frames' name order")
         if task == "slowmo":
             fields["factor"] = _optional(gr, "factor", "k frames become (k-1)*factor+1; or leave it blank and "
-                                         "give frames", value="2")
-            fields["frames"] = _optional(gr, "frames", "the total length, instead of a factor")
+                                         "give frames", f"{task}-factor", value="2")
+            fields["frames"] = _optional(gr, "frames", "the total length, instead of a factor", f"{task}-frames")
         else:
             info = ("the total length, more than the given frames" if task == "expand" else
                     "frames of the output, the given ones included (the model's window)")
@@ -481,13 +484,13 @@ def _task_fields(gr: Any, task: str, window: int) -> dict[str, Any]:
             fields["ref_index"] = gr.Number(label="position of the image", value=0, precision=0,
                                             info="0-based; the paper's demos put it mid-clip")
         if task in ("expand", "slowmo"):
-            fields["video_frames"] = _optional(gr, "use the first N frames", "blank: all")
+            fields["video_frames"] = _optional(gr, "use the first N frames", "blank: all", f"{task}-video-frames")
     return fields
 
 
-def _optional(gr: Any, label: str, info: str, value: str = "") -> Any:
+def _optional(gr: Any, label: str, info: str, elem_id: str, value: str = "") -> Any:
     """A number that may be left blank: a text field (Gradio's number field has no empty state)."""
-    return gr.Textbox(label=label, value=value, placeholder="blank", info=info, max_lines=1)
+    return gr.Textbox(label=label, value=value, placeholder="blank", info=info, max_lines=1, elem_id=elem_id)
 
 
 def _examples(gr: Any, fields: dict[str, Any], examples: list[dict[str, Any]]) -> None:
