@@ -9,6 +9,7 @@ untrained tiny one and the interpolation test saves its screenshot there (the RE
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -123,7 +124,8 @@ def test_interpolation_example_makes_a_playable_video(page, tmp_path):  # noqa: 
     page.wait_for_function("document.querySelector('#interpolate-video video').readyState >= 1")
     assert video.evaluate("v => v.duration") == pytest.approx(9 / 8, abs=0.2)
     sync_api.expect(page.locator("#interpolate-summary")).to_contain_text("9 frames of")
-    sync_api.expect(page.locator("#interpolate-command")).to_contain_text("mardini generate interpolate")
+    sync_api.expect(page.locator("#interpolate-command textarea")).to_have_value(
+        re.compile(r"^mardini generate interpolate .*--first \S*frame_00.png --last \S*frame_08.png"))
     for name in ("mardini-interpolate.mp4", "mardini-interpolate.gif", "mardini-interpolate-sheet.png"):
         sync_api.expect(page.locator("#interpolate-files").get_by_role("cell", name=name)).to_be_visible()
     page.wait_for_function("document.querySelector('#interpolate-sheet img')?.complete")
@@ -132,6 +134,26 @@ def test_interpolation_example_makes_a_playable_video(page, tmp_path):  # noqa: 
     assert shot.stat().st_size > 0
     if SCREENSHOT:
         shutil.copyfile(shot, SCREENSHOT)
+
+
+@pytest.mark.parametrize("task", ["i2v", "loop", "expand", "slowmo", "custom"])
+def test_every_other_tab_runs_its_example(page, task):  # noqa: ANN001
+    from mardini.ui import TASK_TITLES, example_requests
+
+    example = example_requests()[task][0]
+    page.get_by_role("tab", name=TASK_TITLES[task]).click()
+    page.get_by_text(example["label"]).click()
+    panel = page.get_by_role("tabpanel")
+    names = [Path(p).name for key in ("image", "video", "known") for p in
+             ([example[key]] if isinstance(example.get(key), str) else example.get(key, []))]
+    sync_api.expect(panel.get_by_role("cell", name=names[-1])).to_be_visible()
+    panel.get_by_text("Settings").click()
+    page.locator(f"#{task}-steps").get_by_role("textbox").fill("1")
+    page.locator(f"#{task}-generate").click()
+    page.locator(f"#{task}-video video").wait_for(timeout=RUN_TIMEOUT)
+    assert page.locator(f"#{task}-video video").get_attribute("src")
+    sync_api.expect(page.locator(f"#{task}-summary")).to_contain_text(f"({task}: ")
+    sync_api.expect(page.locator(f"#{task}-command textarea")).to_have_value(re.compile(f"mardini generate {task} "))
 
 
 def test_a_bad_upload_gets_a_readable_message(page, tmp_path):  # noqa: ANN001

@@ -13,11 +13,13 @@ extra), so the rest of the package neither needs it nor waits for its import.
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import math
 import os
 import re
 import shlex
+import shutil
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -407,7 +409,11 @@ def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None,  # noqa: ANN
         workdir: where results are written, one folder per request (default: a new temporary folder).
     """
     gr = require_gradio()
-    workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="mardini-ui-"))
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="mardini-ui-"))
+        # Gradio serves copies of the results from its own cache; ours go when the server stops.
+        atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    workdir = Path(workdir)
     counter = _Counter()
     config = pipe.config
     examples = example_requests()
@@ -443,8 +449,8 @@ def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None,  # noqa: ANN
                     given = gr.Gallery(label="given frames, as read", columns=6, height=220, object_fit="contain")
                     files = gr.File(label="downloads", file_count="multiple", elem_id=f"{task}-files")
                 summary = gr.Markdown(elem_id=f"{task}-summary")
-                command = gr.Code(label="the same from the command line", language="shell", lines=2, max_lines=6,
-                                  wrap_lines=True, elem_id=f"{task}-command")
+                command = gr.Textbox(label="the same from the command line", lines=2, max_lines=8,
+                                     interactive=False, buttons=["copy"], elem_id=f"{task}-command")
                 run = _handler(gr, task, fields, pipe, checkpoint, workdir, counter)
                 # One queue slot for every tab: two users wait for each other rather than share the model.
                 button.click(run, inputs=set(fields.values()), outputs=[video, sheet, given, files, summary, command],
