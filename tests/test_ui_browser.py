@@ -156,6 +156,38 @@ def test_every_other_tab_runs_its_example(page, task):  # noqa: ANN001
     sync_api.expect(page.locator(f"#{task}-command textarea")).to_have_value(re.compile(f"mardini generate {task} "))
 
 
+def test_two_users_queue_and_see_the_denoising_progress(browser, server):  # noqa: ANN001
+    """A long request in one tab, then a short one in another tab of a second page: the second waits
+    in the queue (all tabs share one slot) while the first shows its denoising progress."""
+    first, second = browser.new_page(), browser.new_page()
+    try:
+        for page, task, label in ((first, "interpolate", "bikes, frames 0 and 8"), (second, "loop", "bikes, frame 0")):
+            page.bring_to_front()  # Chromium defers a background page's updates
+            page.set_default_timeout(30_000)
+            page.goto(server)
+            page.get_by_role("tab", name="Interpolation" if task == "interpolate" else "Loop").click()
+            page.get_by_text(label).click()
+            sync_api.expect(page.get_by_role("tabpanel").get_by_role("cell", name="frame_00.png")).to_be_visible()
+            page.get_by_role("tabpanel").get_by_text("Settings").click()
+            steps = page.locator(f"#{task}-steps").get_by_role("textbox")
+            steps.fill("300" if task == "interpolate" else "1")
+            steps.press("Tab")  # commit the value before the page goes to the background
+        first.bring_to_front()
+        sync_api.expect(first.locator("#interpolate-steps").get_by_role("textbox")).to_have_value("300")
+        first.locator("#interpolate-generate").click()
+        sync_api.expect(first.locator("#interpolate-video")).to_contain_text(re.compile(r"\d+/300 steps.*denoising"))
+        second.bring_to_front()
+        sync_api.expect(second.locator("#loop-steps").get_by_role("textbox")).to_have_value("1")
+        second.locator("#loop-generate").click()
+        sync_api.expect(second.locator("#loop-video")).to_contain_text("queue: 1/1")
+        second.locator("#loop-video video").wait_for(timeout=RUN_TIMEOUT)
+        first.bring_to_front()
+        first.locator("#interpolate-video video").wait_for(timeout=RUN_TIMEOUT)
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_bad_upload_gets_a_readable_message(page, tmp_path):  # noqa: ANN001
     notes = tmp_path / "notes.png"
     notes.write_text("not an image")
