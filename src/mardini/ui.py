@@ -435,9 +435,10 @@ def build_app(pipe: MarDiniPipeline, checkpoint: str | None = None,  # noqa: ANN
                                                     f"{task}-steps")
                     with gr.Row():
                         default = tasks.I2V_GUIDANCE if task in ("i2v", "expand") else tasks.INTERPOLATION_GUIDANCE
-                        fields["guidance"] = _optional(gr, "guidance", f"blank: {default:g}" if task != "custom"
-                                                       else "blank: 1 if every new frame is between known ones, "
-                                                            "else 2.5", f"{task}-guidance")
+                        info = (f"blank: {default:g}" if task != "custom" else
+                                f"blank: {tasks.INTERPOLATION_GUIDANCE:g} if every new frame is between known "
+                                f"ones, else {tasks.I2V_GUIDANCE:g}")
+                        fields["guidance"] = _optional(gr, "guidance", info, f"{task}-guidance")
                         fields["seed"] = gr.Number(label="seed", value=0, precision=0,
                                                    info="the same seed repeats exactly")
                         fields["fps"] = gr.Number(label="fps", value=8, info="frames per second of the videos")
