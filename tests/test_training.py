@@ -148,7 +148,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(tmp_path, codec_dir):
 def test_non_finite_loss_stops_without_a_poisoned_checkpoint(tmp_path, codec_dir):
     cfg = _stage("stage1a_generator", codec_dir, "steps=4", "checkpoint_every=1", "optim.lr=1e30",
                  "optim.grad_clip=1e30", "optim.warmup_steps=1")
-    with pytest.raises(TrainingError, match="loss became"):
+    with pytest.raises(TrainingError, match="loss.* became"):
         train(cfg, tmp_path / "run", progress=False)
     for checkpoint in list_checkpoints(tmp_path / "run"):
         latest = load_file(checkpoint / "training" / "weights.safetensors")
@@ -170,8 +170,9 @@ def test_sigterm_saves_a_loadable_checkpoint(tmp_path, codec_dir):
         time.sleep(0.2)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err.decode()[-2000:]
-    assert b"stopped by signal" in out
+    # A preempted run exits with its own status, so a scheduler can tell it from a finished one.
+    assert proc.returncode == 75, err.decode()[-2000:]
+    assert b"stopped by signal" in out and b"status 75" in out
     checkpoint = list_checkpoints(tmp_path / "run")[-1]
     assert load_model(checkpoint).config.name == "mardini-tiny"
 
@@ -255,7 +256,9 @@ def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, co
     for name in ("ddp", "fsdp"):
         cfg = load_stage_config(CONFIGS / "stage2_joint_interpolation.yaml",
                                 ["init=mardini-tiny", f"codec={codec_dir}", "steps=4"])
-        assert train(cfg, tmp_path / name, resume=True, progress=False).name == "step-0000004"
+        # A different world size (and steps) must be allowed explicitly.
+        assert train(cfg, tmp_path / name, resume=True, progress=False,
+                     allow_config_change=True).name == "step-0000004"
 
 
 def test_training_on_a_folder_with_a_broken_and_a_two_frame_video(tmp_path, codec_dir):

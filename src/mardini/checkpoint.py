@@ -111,6 +111,23 @@ def save_model(model: MarDini, folder: str | os.PathLike, extra: dict[str, Any] 
     return folder
 
 
+def check_links(folder: str | os.PathLike) -> None:
+    """Raise CheckpointError if a symbolic link under ``folder`` points outside it.
+
+    Copies of a checkpoint (training checkpoints, exports) copy what links point to, so a link in a
+    stranger's checkpoint would carry any file of this machine into the copy.
+    """
+    root = Path(folder).resolve()
+    for parent, dirs, files in os.walk(folder):  # does not descend into linked folders
+        for name in [*dirs, *files]:
+            item = Path(parent) / name
+            if item.is_symlink():
+                target = item.resolve()
+                if target != root and root not in target.parents:
+                    raise CheckpointError(f"'{item}' is a link to '{target}', outside the checkpoint '{folder}'; "
+                                          f"a checkpoint must hold its own files: replace the link by a copy")
+
+
 def read_config(folder: str | os.PathLike) -> tuple[MarDiniConfig, dict[str, Any]]:
     """Parse and validate ``config.json`` of a checkpoint folder; returns (config, whole file)."""
     folder = Path(folder)
@@ -121,10 +138,13 @@ def read_config(folder: str | os.PathLike) -> tuple[MarDiniConfig, dict[str, Any
     if not path.is_file():
         raise CheckpointError(f"checkpoint folder '{folder}' has no {CONFIG_FILE}: it is incomplete "
                               f"(or not a mardini checkpoint)")
+    check_links(folder)
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is not valid JSON ({err}); the checkpoint is corrupt") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} is nested too deeply to be a mardini config; the checkpoint is corrupt") from None
     if not isinstance(meta, dict) or meta.get("format") != "mardini":
         raise CheckpointError(f"{path} is not a mardini checkpoint config (no \"format\": \"mardini\")")
     version = meta.get("format_version")
@@ -164,6 +184,11 @@ def load_model(folder: str | os.PathLike, device: torch.device | str = "cpu",
     if missing or unexpected:
         raise CheckpointError(f"{weights} does not match its config: missing {missing[:5]}, "
                               f"unexpected {unexpected[:5]}")
+    shapes = [f"{k} {tuple(v.shape)} vs {tuple(state[k].shape)}" for k, v in model.state_dict().items()
+              if tuple(v.shape) != tuple(state[k].shape)]
+    if shapes:
+        raise CheckpointError(f"{weights} does not match its config: tensor shapes differ (config vs file): "
+                              f"{', '.join(shapes[:3])}")
     model.load_state_dict(state, assign=True)
     if dtype is not None:
         model.to(dtype)
@@ -288,6 +313,7 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
     codec_src = source / CODEC_DIR
     new_codec = None
     if codec is not None:
+        check_links(codec)
         new_codec = load_codec(codec)
         old_id, new_id = codec_description(old_codec), codec_description(new_codec)
         if old_id != new_id:

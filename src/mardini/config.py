@@ -19,6 +19,8 @@ Choices the paper leaves open (documented in docs/design.md as well):
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -151,7 +153,83 @@ class MarDiniConfig:
         for key, section in sections.items():
             if key in values:
                 values[key] = section(**_check_fields(section, values[key], key))
-        return cls(**values)
+        config = cls(**values)
+        validate_config(config)
+        return config
+
+
+#: Inclusive (low, high) bounds of the numbers of a config. The highs are far above the paper's
+#: models (table 5) yet keep a stranger's config.json from describing a network that takes minutes
+#: and gigabytes to build (e.g. depth 10**6) before its weights are even compared.
+LIMITS: dict[str, tuple[float, float]] = {
+    "latent_channels": (1, 1024), "vae_downsample": (1, 64), "height": (1, 16384), "width": (1, 16384),
+    "num_frames": (2, 1024), "dim": (1, 32768), "depth": (1, 256), "heads": (1, 1024), "mlp_dim": (1, 131072),
+    "patch_size": (1, 16), "time_freq_dim": (2, 8192), "num_train_timesteps": (2, 100_000),
+    "sampling_steps": (1, 100_000), "inbetween_steps": (1, 100_000),
+}
+_CHOICES = {"beta_schedule": ("linear", "scaled_linear", "squaredcos_cap_v2"),
+            "prediction_type": ("epsilon", "v_prediction", "sample"),
+            "timestep_spacing": ("leading", "trailing", "linspace")}
+
+
+def validate_config(config: MarDiniConfig) -> None:
+    """Check the type and range of every value (a checkpoint's config.json may come from anyone).
+
+    Raises ValueError naming the field, its value and what it must be.
+    """
+    sections = [("", config), ("planner.", config.planner), ("generator.", config.generator),
+                ("diffusion.", config.diffusion)]
+    for prefix, section in sections:
+        hints = typing.get_type_hints(type(section))
+        for f in dataclasses.fields(section):
+            if f.name in ("planner", "generator", "diffusion"):
+                continue
+            _check_value(prefix + f.name, getattr(section, f.name), hints[f.name])
+    for prefix, section, axes in (("planner.", config.planner, 2), ("generator.", config.generator, 3)):
+        if section.dim % section.heads:
+            raise ValueError(f"{prefix}dim {section.dim} is not divisible by {prefix}heads {section.heads}")
+        head_dim = section.dim // section.heads
+        if head_dim % 2 or head_dim < 2 * axes:
+            raise ValueError(f"{prefix}dim / {prefix}heads = {head_dim} must be even and at least {2 * axes} "
+                             f"(rotary positions on {axes} axes)")
+    if config.vae_downsample & (config.vae_downsample - 1):
+        raise ValueError(f"vae_downsample must be a power of two, got {config.vae_downsample}")
+    if not 0 < config.low_res_factor <= 1:
+        raise ValueError(f"low_res_factor must be in (0, 1], got {config.low_res_factor}")
+    d = config.diffusion
+    if not 0 < d.beta_start < d.beta_end < 1:
+        raise ValueError(f"diffusion betas must satisfy 0 < beta_start < beta_end < 1, got {d.beta_start}, {d.beta_end}")
+
+
+def _check_value(name: str, value: Any, hint: Any) -> None:
+    key = name.rsplit(".", 1)[-1]
+    options = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        if value not in options:
+            raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
+        return
+    if type(None) in options:  # Optional[...]
+        if value is None:
+            return
+        hint = next(o for o in options if o is not type(None))
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:
+        ok = True
+    if not ok:
+        raise ValueError(f"{name} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ValueError(f"{name} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    if key in LIMITS and hint in (int, float):
+        low, high = LIMITS[key]
+        if not low <= value <= high:
+            raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
 
 
 def _check_fields(cls: type, values: Any, where: str) -> dict[str, Any]:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 import av
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-
-from mardini.checkpoint import atomic_write, atomic_write_folder
 
 #: File name extensions read as images, in a folder of frames too.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
@@ -41,16 +41,85 @@ class MediaError(ValueError):
 # --------------------------------------------------------------------------------------------
 
 
+#: Limits on PNG text/ICC metadata when a read is retried: real photos from phones and editors
+#: carry more than Pillow's defaults (1 MB a chunk, 64 MB in all), which only guard against
+#: decompression bombs; these still bound them.
+PNG_TEXT_CHUNK_LIMIT = 64 * 2**20
+PNG_TEXT_MEMORY_LIMIT = 256 * 2**20
+_PNG_LIMITS_LOCK = threading.Lock()
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB ``uint8`` (H, W, 3), applying its EXIF orientation."""
+    """Read an image file as RGB ``uint8`` (H, W, 3), applying its EXIF orientation.
+
+    Greyscale, 16-bit (scaled to 8 bits, not clipped) and palette images become RGB; alpha is
+    dropped. PNGs whose metadata exceeds Pillow's default limits are read with larger ones.
+    """
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"image '{path}' does not exist" if not path.exists() else f"'{path}' is not a file")
     try:
-        with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB")).copy()
+        try:
+            return _read_image(path)
+        except ValueError as err:
+            if "MAX_TEXT" not in str(err):
+                raise
+        from PIL import PngImagePlugin
+
+        with _PNG_LIMITS_LOCK:  # module globals of Pillow: raised for this read only
+            saved = PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY
+            PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = (PNG_TEXT_CHUNK_LIMIT,
+                                                                              PNG_TEXT_MEMORY_LIMIT)
+            try:
+                return _read_image(path)
+            finally:
+                PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = saved
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise MediaError(f"cannot read image '{path}': {_reason(err)}") from None
+
+
+def _read_image(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return image_to_rgb(ImageOps.exif_transpose(image))
+
+
+def image_to_rgb(image: Image.Image) -> np.ndarray:
+    """A PIL image as RGB ``uint8`` (H, W, 3); high-bit-depth modes are scaled to 8 bits, not clipped."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # Pillow's convert("RGB") clips these at 255: a 16-bit greyscale photo comes out white.
+        return as_rgb_array(np.asarray(image))
+    return np.asarray(image.convert("RGB")).copy()
+
+
+def as_rgb_array(array: np.ndarray) -> np.ndarray:
+    """One image as an RGB ``uint8`` (H, W, 3) array: greyscale (H, W) or (H, W, 1) is repeated,
+    (H, W, 4) loses its alpha, 16-bit and wider integers are scaled to 8 bits, and floats are taken
+    as 0..1 (0..255 when larger values occur). (H, W, 3) ``uint8`` passes unchanged."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (1, 4):
+        array = array[..., :1] if array.shape[-1] == 1 else array[..., :3]
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=-1)
+    if array.ndim != 3 or array.shape[-1] != 3:
+        raise MediaError(f"an image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got shape {array.shape}")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.integer):
+        top = int(array.max()) if array.size else 0
+        if array.min() < 0:
+            raise MediaError("an integer image cannot have negative values")
+        # 16-bit data (PNG, TIFF) fills 0..65535; wider integers are scaled by their largest value.
+        scale = 255 / (255 if top <= 255 else 65535 if top <= 65535 else top)
+        return np.round(array.astype(np.float64) * scale).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating):
+        top = float(np.nanmax(array)) if array.size else 0.0
+        scale = 255.0 if top <= 1.0 else 1.0
+        return np.round(np.clip(np.nan_to_num(array.astype(np.float64)) * scale, 0, 255)).astype(np.uint8)
+    raise MediaError(f"images of dtype {array.dtype} are not supported; use uint8, uint16 or float")
 
 
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
@@ -98,12 +167,62 @@ def read_frame_folder(path: str | os.PathLike, max_frames: int | None = None) ->
     return np.stack(frames)
 
 
+def fit_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Scale a (H, W, 3) ``uint8`` image to cover ``height`` x ``width`` keeping its aspect ratio,
+    then centre-crop to exactly that size (how the pipeline fits frames to the output size)."""
+    h0, w0 = image.shape[:2]
+    if (h0, w0) == (height, width):
+        return image
+    scale = max(height / h0, width / w0)
+    size = (max(width, round(w0 * scale)), max(height, round(h0 * scale)))
+    scaled = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+    top, left = (size[1] - height) // 2, (size[0] - width) // 2
+    return np.ascontiguousarray(scaled[top:top + height, left:left + width])
+
+
 def check_same_size(frames: Sequence[np.ndarray], names: Sequence[str]) -> None:
     """Raise :class:`MediaError` naming the first two inputs whose sizes differ."""
     for frame, name in zip(frames[1:], names[1:]):
         if frame.shape[:2] != frames[0].shape[:2]:
             raise MediaError(f"input sizes disagree: '{names[0]}' is {_size(frames[0])} but '{name}' is "
                              f"{_size(frame)}; give frames of one size")
+
+
+def check_input(path: str | os.PathLike, what: str = "input") -> Path:
+    """Raise :class:`MediaError` unless ``path`` exists and is readable (cheap: nothing is decoded).
+
+    For checking every input of a request before any model is loaded.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise MediaError(f"{what} '{path}' does not exist")
+    if not os.access(path, os.R_OK):
+        raise MediaError(f"{what} '{path}' is not readable (permissions)")
+    return path
+
+
+def check_output(path: str | os.PathLike, video: bool = True) -> Path:
+    """Raise :class:`MediaError` unless an output can be written at ``path``: a known video format
+    (when ``video``) and a writable folder (the nearest existing one: writers create the rest).
+
+    For checking before a generation, not after it.
+    """
+    path = Path(path)
+    if video:
+        output_format(path)
+    folder = path.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise MediaError(f"cannot write '{path}': '{folder}' is not a folder")
+    try:  # a real file, not os.access: read-only mounts and root's view of permissions differ
+        fd, probe = tempfile.mkstemp(prefix=".mardini-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise MediaError(f"cannot write '{path}': the folder '{folder}' is not writable ({_reason(err)}); "
+                         f"choose another output path") from None
+    return path
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,6 +305,8 @@ def write_png_folder(frames: np.ndarray, path: str | os.PathLike) -> Path:
         for i, frame in enumerate(frames):
             Image.fromarray(frame).save(tmp / FRAME_NAME.format(i), format="PNG")
 
+    from mardini.checkpoint import atomic_write_folder  # imports torch: only when writing
+
     atomic_write_folder(path, write)
     return path
 
@@ -238,6 +359,8 @@ def mp4_encoder() -> str:
 
 
 def _write_file(path: str | os.PathLike, write) -> Path:  # noqa: ANN001 - a callable(Path) -> None
+    from mardini.checkpoint import atomic_write  # imports torch: only when writing
+
     path = Path(path)
     if path.is_dir():
         raise MediaError(f"'{path}' is a folder; give a file name")

@@ -40,11 +40,12 @@ from mardini.checkpoint import check_codec, load_checkpoint, save_checkpoint
 from mardini.codecs import LatentCodec
 from mardini.config import MarDiniConfig
 from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
+from mardini.limits import check_frame_count, output_size
 from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
 
 #: One frame: a PIL image, a ``uint8`` array/tensor (H, W, 3), or a float tensor (3, H, W) in [-1, 1].
-ImageLike = Union[Image.Image, np.ndarray, Tensor]
+ImageLike = Union[Image.Image, np.ndarray, Tensor, str, os.PathLike]
 #: Which frames are known: their positions (ints), or a (B, N) / (N,) bool mask.
 Known = Union[Sequence[int], Sequence[bool], np.ndarray, Tensor]
 
@@ -91,12 +92,21 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -
 def frames_to_tensor(frames: ImageLike | Sequence[ImageLike]) -> Tensor:
     """Frames in any accepted form -> float32 (..., 3, H, W) in [-1, 1].
 
+    An image may also be a file path (read by :func:`mardini.io.read_image`), or an integer array
+    that is greyscale (H, W) or (H, W, 1), RGBA (H, W, 4) or 16-bit (:func:`mardini.io.as_rgb_array`).
     ``uint8`` arrays and tensors are channels-last, (..., H, W, 3) in 0..255; float arrays and
     tensors are channels-first, (..., 3, H, W) in [-1, 1] (the codec's convention); a sequence of
     frames is stacked along a new first dimension and its frames must share one size.
     """
+    from mardini import io  # image-file reading and mode handling, shared with the CLI
+
+    if isinstance(frames, (str, os.PathLike)):
+        frames = io.read_image(frames)
     if isinstance(frames, Image.Image):
-        frames = np.asarray(frames.convert("RGB"))
+        frames = io.image_to_rgb(frames)
+    if (isinstance(frames, np.ndarray) and (np.issubdtype(frames.dtype, np.integer) or frames.dtype == np.bool_)
+            and (frames.ndim == 2 or (frames.ndim == 3 and frames.shape[-1] in (1, 3, 4)))):
+        frames = io.as_rgb_array(frames)  # one greyscale, RGBA or 16-bit image (float arrays are channels-first)
     if isinstance(frames, (list, tuple)):
         if not frames:
             raise ValueError("no frames given")
@@ -280,26 +290,10 @@ class MarDiniPipeline:
 
     def output_size(self, height: int | None = None, width: int | None = None,
                     like: tuple[int, int] | None = None) -> tuple[int, int]:
-        """Output (height, width): as given, else the known frames' size ``like`` rounded to what the
-        model takes, else the config's default size. One given side keeps ``like``'s aspect ratio."""
-        unit = self.config.vae_downsample * self.config.generator.patch_size
-
-        def rounded(x: float) -> int:
-            return max(unit, round(x / unit) * unit)
-
-        if like is not None:
-            if height is None and width is not None:
-                height = rounded(width * like[0] / like[1])
-            elif width is None and height is not None:
-                width = rounded(height * like[1] / like[0])
-        height = height if height is not None else rounded(like[0]) if like else self.config.height
-        width = width if width is not None else rounded(like[1]) if like else self.config.width
-        for name, value in (("height", height), ("width", width)):
-            if value < unit or value % unit:
-                raise ValueError(f"{name} {value} is not a positive multiple of {unit} (the codec's "
-                                 f"{self.config.vae_downsample}x downsampling times the generator's patch size "
-                                 f"{self.config.generator.patch_size}); use e.g. {rounded(max(value, unit))}")
-        return height, width
+        """Output (height, width): as given; by default the checkpoint's trained size with the aspect
+        ratio of the known frames' size ``like``; one given side keeps ``like``'s aspect ratio
+        (:func:`mardini.limits.output_size`)."""
+        return output_size(self.config, height, width, like)
 
     @torch.no_grad()
     def encode(self, frames: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
@@ -459,6 +453,7 @@ class MarDiniPipeline:
             if known_arr.ndim not in (1, 2):
                 raise ValueError(f"a known-frame mask must be (N,) or (B, N), got shape {known_arr.shape}")
             mask = torch.from_numpy(np.atleast_2d(known_arr).copy())
+            check_frame_count(mask.shape[1])
             if num_frames is not None and num_frames != mask.shape[1]:
                 raise ValueError(f"num_frames={num_frames} disagrees with the mask's {mask.shape[1]} frames")
             positions = [p for p in range(mask.shape[1]) if bool(mask[:, p].any())]
@@ -483,6 +478,7 @@ class MarDiniPipeline:
             raise ValueError("at least one known frame is needed: MarDini generates frames from reference frames")
         if num_frames is None:
             raise ValueError("num_frames is needed when known frames are given by position")
+        check_frame_count(num_frames)  # before window planning, which grows with the length
         if len(set(positions)) != len(positions):
             raise ValueError(f"known frame positions repeat: {positions}")
         pixels = frames_to_tensor(frames)

@@ -21,6 +21,7 @@ from typing import Any
 
 from torch import Tensor
 
+from mardini.limits import check_frame_count
 from mardini.pipeline import ImageLike, MarDiniPipeline, VideoOutput, frames_to_tensor
 
 #: Appendix B: "we set the classifier-free guidance (CFG) scale as 2.5 for the image-to-video task".
@@ -37,7 +38,7 @@ def image_to_video(pipe: MarDiniPipeline, image: ImageLike, num_frames: int | No
     the reference may sit at any position (the paper's demos put it mid-clip). ``num_frames``
     defaults to the model's window; longer videos extend from the first window outwards.
     """
-    num_frames = pipe.config.num_frames if num_frames is None else num_frames
+    num_frames = check_frame_count(pipe.config.num_frames if num_frames is None else num_frames, minimum=2)
     if not 0 <= ref_index < num_frames:
         raise ValueError(f"ref_index {ref_index} is outside a {num_frames}-frame video (0 to {num_frames - 1})")
     return pipe.generate([image], [ref_index], num_frames, guidance_scale=guidance_scale, **options)
@@ -77,6 +78,7 @@ def expand(pipe: MarDiniPipeline, frames: ImageLike | Sequence[ImageLike], num_f
     Past the model's window it continues window by window (see :func:`extend`).
     """
     clip = _clip(frames)
+    check_frame_count(num_frames, minimum=2)
     if num_frames <= len(clip):
         raise ValueError(f"num_frames ({num_frames}) must exceed the {len(clip)} given frames: it counts the "
                          f"given frames plus the ones to generate")
@@ -108,7 +110,7 @@ def custom(pipe: MarDiniPipeline, known: Mapping[int, ImageLike], num_frames: in
     """
     if not known:
         raise ValueError("custom needs at least one known frame")
-    num_frames = pipe.config.num_frames if num_frames is None else num_frames
+    num_frames = check_frame_count(pipe.config.num_frames if num_frames is None else num_frames, minimum=2)
     positions = sorted(known)
     if guidance_scale is None:
         extrapolates = positions[0] > 0 or positions[-1] < num_frames - 1
@@ -138,6 +140,7 @@ def slow_motion(pipe: MarDiniPipeline, frames: ImageLike | Sequence[ImageLike], 
         if factor < 2:
             raise ValueError(f"the slow-motion factor must be at least 2, got {factor}")
         num_frames = (count - 1) * factor + 1
+    check_frame_count(num_frames, minimum=3)  # also a factor that makes too long a video
     if num_frames <= count:
         raise ValueError(f"num_frames ({num_frames}) must exceed the {count} given frames for slow motion")
     # Round half up, so positions are symmetric and distinct (num_frames > count).

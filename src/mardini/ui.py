@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mardini import io, tasks
+from mardini import io, limits, tasks
 from mardini.demo import DEMO_INPUTS
 from mardini.pipeline import MarDiniPipeline, VideoOutput
 
@@ -103,15 +103,18 @@ class Result:
 def _validate_request(request: Request, pipe: MarDiniPipeline) -> Job:
     """Read the uploads and check the settings of ``request``; raise a ``ValueError`` with one readable line.
 
-    The one gate of every request (the CLI's checks live in :mod:`mardini.io`, :mod:`mardini.tasks`
-    and :class:`MarDiniPipeline`, whose messages are shown as they are). The output size is the
-    checkpoint's trained size in the input's aspect ratio unless the form sets it.
+    The one gate of every request. Length, size and memory go through :func:`mardini.limits.check_request`
+    as ``mardini generate``'s do, before any work, so the page refuses what the CLI refuses, in its
+    words. The output size is the checkpoint's trained size in the input's aspect ratio unless the
+    form sets it.
     """
     task = request.task
     if task not in TASK_TITLES:
         raise ValueError(f"unknown task '{task}'; use one of {', '.join(TASK_TITLES)}")
     if not math.isfinite(request.fps) or request.fps <= 0:
         raise ValueError(f"fps must be a positive number, got {request.fps:g}")
+    limits.check_frame_count(request.frames, minimum=2)
+    both_sides = request.height is not None and request.width is not None
     args: list[str] = []
     notes: list[str] = []
     if task in ("i2v", "loop"):
@@ -126,8 +129,7 @@ def _validate_request(request: Request, pipe: MarDiniPipeline) -> Job:
     elif task == "interpolate":
         paths = [_upload(p, "interpolation needs a first and a last frame: upload two images")
                  for p in (request.first, request.last)]
-        given = [_read_image(p) for p in paths]
-        _same_size(given, paths)
+        given = _same_size([_read_image(p) for p in paths], paths, request, both_sides)
         run = partial(tasks.interpolate, first=given[0], last=given[1], num_frames=request.frames)
         args = ["--first", _cli_path(paths[0]), "--last", _cli_path(paths[1])]
     elif task in ("expand", "slowmo"):
@@ -150,8 +152,7 @@ def _validate_request(request: Request, pipe: MarDiniPipeline) -> Job:
             raise ValueError("any known frames needs at least one frame: upload images and give their positions")
         paths = sorted(request.known, key=_natural_key)
         positions = _parse_positions(request.positions, len(paths))
-        given = [_read_image(p) for p in paths]
-        _same_size(given, paths)
+        given = _same_size([_read_image(p) for p in paths], paths, request, both_sides)
         run = partial(tasks.custom, known=dict(zip(positions, given)), num_frames=request.frames)
         for position, path in zip(positions, paths):
             args += ["--known", f"{position}={_cli_path(path)}"]
@@ -160,8 +161,18 @@ def _validate_request(request: Request, pipe: MarDiniPipeline) -> Job:
         frames = pipe.config.num_frames  # the tasks' default, written out so the command says it
     if frames is not None:
         args += ["--frames", str(frames)]
-    height, width = output_size(pipe, given[0].shape[:2], request.height, request.width)
-    args += ["--height", str(height), "--width", str(width)]
+    total = frames
+    if task == "slowmo" and request.factor is not None:
+        total = (len(given) - 1) * request.factor + 1
+    # Size, length and memory, refused before any work (the memory estimate is of CPU memory).
+    height, width, _ = limits.check_request(pipe.config, [tuple(g.shape[:2]) for g in given], num_frames=total,
+                                            height=request.height, width=request.width,
+                                            memory=pipe.device.type == "cpu")
+    # Only the sides the form set: the CLI's default size is the same rule (mardini.limits), and
+    # giving both makes it fit differently sized inputs to them first.
+    for flag, value in (("--height", request.height), ("--width", request.width)):
+        if value is not None:
+            args += [flag, str(value)]
     if request.steps is not None:
         args += ["--steps", str(request.steps)]
     if request.guidance is not None:
@@ -171,20 +182,6 @@ def _validate_request(request: Request, pipe: MarDiniPipeline) -> Job:
     if request.guidance is not None:
         options["guidance_scale"] = request.guidance
     return Job(partial(run, pipe, **options), given, height, width, args, notes)
-
-
-def output_size(pipe: MarDiniPipeline, like: tuple[int, int], height: int | None = None,
-                width: int | None = None) -> tuple[int, int]:
-    """The output (height, width): the checkpoint's trained area in the aspect ratio of ``like``
-    (the input's height and width), unless given; one given side keeps the aspect ratio.
-
-    The checkpoint's size rather than the upload's: a phone photo must not become a 4000-pixel video.
-    """
-    if height is None and width is None:
-        area = pipe.config.height * pipe.config.width
-        h = math.sqrt(area * like[0] / like[1])
-        return pipe.output_size(like=(round(h), round(area / h)))  # rounded to what the model takes
-    return pipe.output_size(height, width, like=tuple(like))
 
 
 def run_request(request: Request, pipe: MarDiniPipeline, out: str | os.PathLike, *, checkpoint: str | None = None,
@@ -314,8 +311,17 @@ def _named(read: Callable[..., np.ndarray], path: str, *args: Any) -> np.ndarray
         raise io.MediaError(str(err).replace(str(path), Path(path).name)) from None
 
 
-def _same_size(frames: Sequence[np.ndarray], paths: Sequence[str]) -> None:
-    io.check_same_size(frames, [Path(p).name for p in paths])
+def _same_size(frames: list[np.ndarray], paths: Sequence[str], request: Request,
+               both_sides: bool) -> list[np.ndarray]:
+    """Frames of one size: each fitted to the asked height and width when both are set (as the CLI
+    does), else refused when their sizes differ (which size and crop to share would be a guess)."""
+    if both_sides:
+        return [io.fit_image(frame, request.height, request.width) for frame in frames]
+    try:
+        io.check_same_size(frames, [Path(p).name for p in paths])
+    except ValueError as err:
+        raise io.MediaError(f"{err}, or set height and width to fit each to that size") from None
+    return frames
 
 
 def _read_clip(paths: Sequence[str], max_frames: int | None) -> tuple[np.ndarray, list[str], list[str]]:
@@ -332,7 +338,7 @@ def _read_clip(paths: Sequence[str], max_frames: int | None) -> tuple[np.ndarray
         return video, ["--video", _cli_path(paths[0])] + _video_frames_arg(max_frames), []
     ordered = sorted(paths, key=_natural_key)[:max_frames]
     frames = [_read_image(p) for p in ordered]
-    _same_size(frames, ordered)
+    io.check_same_size(frames, [Path(p).name for p in ordered])
     # The CLI reads frames from a folder: the bundled clip's when they are its first frames, else
     # one the user makes of the uploads.
     named = [Path(_cli_path(p)) for p in ordered]

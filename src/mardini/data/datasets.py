@@ -16,8 +16,11 @@ is centre-cropped.
 
 Bad sources never stop an epoch: files that cannot be opened, decoded or that are too short are
 skipped at construction with one :class:`VideoSkippedWarning` each naming the file and the reason
-(and listed in ``dataset.skipped``); a file that fails later, while reading a clip, is skipped the
-same way and the clip is taken from the next video instead (a deterministic choice).
+(and listed in ``dataset.skipped``), and files under a video folder whose extension is not a video
+one are named the same way. A file that fails later, while reading a clip, keeps the part before
+the failed clip when that still holds a clip (one warning; its clips come from that part), else it
+is skipped like the others and the clip is taken from the next video instead (a deterministic
+choice).
 """
 
 from __future__ import annotations
@@ -144,6 +147,7 @@ class ClipDataset(EpochDataset):
             raise ValueError(f"clips_per_epoch must be a positive integer or None; got {clips_per_epoch!r}")
         self.clips_per_epoch = clips_per_epoch
         self._bad: set[int] = set()
+        self._cut: set[int] = set()  # sources cut short after a failed read
 
     @property
     def num_skipped(self) -> int:
@@ -173,16 +177,14 @@ class ClipDataset(EpochDataset):
         n = len(self.sources)
         for attempt in range(n):
             s = (first + attempt) % n
-            if s in self._bad:
-                continue
-            plan = self._plan(s, position, np.random.default_rng([base, s]))
-            try:
-                frames = self.sources[s].read(plan.indices)
-            except Exception as e:  # any decoder / file error: skip this video, keep the epoch going
-                self._bad.add(s)
-                self._skip(self.sources[s].name, f"read failed ({type(e).__name__}: {e})")
-                continue
-            return self._item(plan, frames)
+            while s not in self._bad:
+                plan = self._plan(s, position, np.random.default_rng([base, s]))
+                try:
+                    frames = self.sources[s].read(plan.indices)
+                except Exception as e:  # any decoder / file error: keep what reads, else skip the video
+                    self._read_failed(s, plan, e)
+                    continue  # plan again within what is left of this video
+                return self._item(plan, frames)
         raise NoUsableVideoError(f"every video of {self.origin} failed to read: "
                                  + "; ".join(f"{name}: {reason}" for name, reason in self.skipped[-20:]))
 
@@ -199,6 +201,24 @@ class ClipDataset(EpochDataset):
         box = rescale_box(plan.box, plan.frame_size, (frames.shape[1], frames.shape[2]))
         high, low = crop_and_resize(frames, box, self.sampling)
         return {"high": high, "low": low, "source": plan.name, "start": plan.start}
+
+    def _read_failed(self, s: int, plan: ClipPlan, error: Exception) -> None:
+        """A read of source ``s`` failed: keep its frames before the failed clip when they still
+        hold a clip (a video that breaks halfway keeps its readable half, and its share of the
+        epoch), else skip the source. Each source is named once, with the outcome."""
+        source, (lo, _) = self.sources[s], self._windows[s]
+        reason = f"read failed ({type(error).__name__}: {error})"
+        end = plan.indices[0]
+        stride = None if s in self._cut else temporal_stride(source.fps, self.sampling.fps, end - lo,
+                                                               self.sampling.num_frames)
+        if stride is None:
+            self._bad.add(s)
+            self._skip(source.name, reason)
+            return
+        self._cut.add(s)
+        self._windows[s], self._strides[s] = (lo, end), stride
+        warnings.warn(f"{source.name}: {reason} at {end / source.fps:.2f}s; training on its {end - lo} frames "
+                      f"before that", VideoSkippedWarning, stacklevel=3)
 
     def _skip(self, name: str, reason: str) -> None:
         self.skipped.append((name, reason))
@@ -224,6 +244,13 @@ class VideoFolderDataset(ClipDataset):
         files = find_files(root, extensions)
         if not files:
             raise NoUsableVideoError(f"no video files ({', '.join(extensions)}) under {str(root)!r}")
+        # Files of other kinds are named, not silently ignored (a format missing from the list).
+        wanted = set(files)
+        for other in sorted((str(p) for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")),
+                            key=natural_key):
+            if other not in wanted:
+                skipped.append((other, f"not read: its extension is not a video one ({', '.join(extensions)}); "
+                                       f"rename it if PyAV can decode it"))
         for path in files:
             try:
                 sources.append(probe_video(path))

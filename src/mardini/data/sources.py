@@ -20,9 +20,11 @@ from pathlib import Path
 import numpy as np
 
 #: File name endings read as videos by :class:`~mardini.data.VideoFolderDataset`.
-VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".m4v", ".webm", ".avi", ".mov", ".qt", ".mkv", ".gif", ".mpg",
+                                      ".mpeg", ".m2v", ".ts", ".mts", ".m2ts", ".3gp", ".3g2", ".flv", ".wmv",
+                                      ".asf", ".ogv", ".mxf", ".vob", ".dv", ".y4m")
 #: File name endings read as frames by :class:`~mardini.data.FrameFolderDataset`.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 # Clips starting within this many seconds of the stream start are decoded from the start:
 # a seek would land on the first keyframe anyway.
@@ -126,10 +128,12 @@ class FrameFolderSource:
         """Load the frames at ``indices`` as uint8 (n, H, W, 3) RGB."""
         from PIL import Image
 
+        from mardini.io import image_to_rgb  # 16-bit and greyscale frames scaled, not clipped
+
         frames = []
         for i in indices:
             with Image.open(self.files[i]) as image:
-                frames.append(np.asarray(image.convert("RGB")))
+                frames.append(image_to_rgb(image))
         if any(f.shape != frames[0].shape for f in frames):
             raise SourceError(f"frames of {self.path!r} differ in size: {sorted({f.shape for f in frames})}")
         return np.stack(frames)

@@ -46,11 +46,20 @@ def modulate(x: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
     return x * (1 + scale) + shift
 
 
-@functools.lru_cache(maxsize=16)
 def generator_rope(frames: int, rows: int, cols: int, axis_dims: tuple[int, ...],
                    device: torch.device) -> tuple[Tensor, Tensor]:
     """Rotary tables of a (frames, rows, cols) token grid, cached: the denoising loop asks for the
-    same grid at every step."""
+    same grid at every step.
+
+    Tables made under ``torch.inference_mode()`` are inference tensors, which autograd refuses to
+    save for backward; they are cached apart, so a training step after sampling gets normal ones.
+    """
+    return _generator_rope(frames, rows, cols, axis_dims, device, torch.is_inference_mode_enabled())
+
+
+@functools.lru_cache(maxsize=16)
+def _generator_rope(frames: int, rows: int, cols: int, axis_dims: tuple[int, ...], device: torch.device,
+                    inference: bool) -> tuple[Tensor, Tensor]:
     return rope_tables(generator_positions(frames, rows, cols, device), list(axis_dims))
 
 

@@ -72,20 +72,26 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def generated_token_index(token_is_generated: Tensor) -> tuple[Tensor, Tensor]:
+def generated_token_index(token_is_generated: Tensor, width: int | None = None) -> tuple[Tensor, Tensor]:
     """Indices of the generated tokens of each sequence, padded to a common length.
 
     Args:
         token_is_generated: (B, L) bool, True for masked/noisy tokens.
+        width: the padded length G. Default: on the CPU the largest count of generated tokens
+            (reading it costs nothing there); on an accelerator L, a static shape, since reading
+            the count would make the host wait for the device in every layer of every step (and
+            rule out CUDA graphs). The outputs of the generated tokens are the same either way.
 
     Returns:
-        ``(gather_index, scatter_index)``, each (B, G) with G the largest count of generated tokens.
-        Padding entries gather token 0 (any valid row) and scatter to the dummy row ``L``, which the
-        caller drops, so a sequence with fewer (or no) generated tokens is handled exactly.
+        ``(gather_index, scatter_index)``, each (B, G). Padding entries gather token 0 (any valid
+        row) and scatter to the dummy row ``L``, which the caller drops, so a sequence with fewer
+        (or no) generated tokens is handled exactly.
     """
     batch, length = token_is_generated.shape
     counts = token_is_generated.sum(dim=1)
-    width = int(counts.max()) if batch else 0
+    if width is None:
+        on_cpu = token_is_generated.device.type == "cpu"
+        width = (int(counts.max()) if batch else 0) if on_cpu else length
     # Stable sort puts generated tokens first, in their original order.
     order = torch.argsort((~token_is_generated).to(torch.int8), dim=1, stable=True)[:, :width]
     valid = torch.arange(width, device=order.device)[None, :] < counts[:, None]
@@ -94,7 +100,8 @@ def generated_token_index(token_is_generated: Tensor) -> tuple[Tensor, Tensor]:
     return gather_index, scatter_index
 
 
-def identity_attention(q: Tensor, k: Tensor, v: Tensor, token_is_generated: Tensor) -> Tensor:
+def identity_attention(q: Tensor, k: Tensor, v: Tensor, token_is_generated: Tensor,
+                       width: int | None = None) -> Tensor:
     """Identity Attention (section 2.3.2, figure 3) without a dense mask.
 
     Reference tokens attend only to themselves: a softmax over a single key is 1, so their output
@@ -105,6 +112,7 @@ def identity_attention(q: Tensor, k: Tensor, v: Tensor, token_is_generated: Tens
     Args:
         q, k, v: (B, H, L, D) after projection, normalisation and rotary embedding.
         token_is_generated: (B, L) bool.
+        width: padded count of generated queries (see :func:`generated_token_index`).
 
     Returns:
         (B, H, L, D) attention output.
@@ -113,7 +121,7 @@ def identity_attention(q: Tensor, k: Tensor, v: Tensor, token_is_generated: Tens
     if token_is_generated.shape != (batch, length):
         raise ValueError(f"token mask has shape {tuple(token_is_generated.shape)}, "
                          f"expected {(batch, length)} to match the attention inputs")
-    gather_index, scatter_index = generated_token_index(token_is_generated)
+    gather_index, scatter_index = generated_token_index(token_is_generated, width)
     if gather_index.shape[1] == 0:
         return v
     index = gather_index[:, None, :, None].expand(batch, heads, -1, dim)

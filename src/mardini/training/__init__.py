@@ -2,6 +2,7 @@
 
 from mardini.training.config import StageConfig, load_stage_config
 from mardini.training.masking import MaskSchedule
-from mardini.training.trainer import TrainingError, train
+from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingError, TrainingInterrupted, train
 
-__all__ = ["MaskSchedule", "StageConfig", "TrainingError", "load_stage_config", "train"]
+__all__ = ["PREEMPTED_EXIT_CODE", "MaskSchedule", "StageConfig", "TrainingError", "TrainingInterrupted",
+           "load_stage_config", "train"]

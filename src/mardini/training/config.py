@@ -19,6 +19,8 @@ from mardini.config import PRIORS
 from mardini.training.masking import MaskSchedule
 
 StageKind = Literal["generator", "planner", "joint"]
+#: plan_dropout of a joint stage that does not set it (the paper drops the plan 10% of the time).
+JOINT_PLAN_DROPOUT = 0.1
 
 
 @dataclass
@@ -48,14 +50,19 @@ class StageConfig:
     #: Codec folder (any kind `mardini.codecs.load_codec` reads). Unused when `init` is a
     #: checkpoint folder, which carries its own codec.
     codec: str | None = None
-    generator_attention: Literal["spatiotemporal", "temporal"] = "spatiotemporal"
+    #: The generator's second self-attention from this stage on; None keeps the starting
+    #: checkpoint's (a preset's for a first stage), like `prior`.
+    generator_attention: Literal["spatiotemporal", "temporal"] | None = None
     #: Diffusion prior from this stage on (one of `mardini.config.PRIORS`, see
     #: `mardini.diffusion.prior`); None keeps the starting checkpoint's. Switching from "none"
     #: to a prior zeroes the generator's output layer, which predicted the latents themselves.
     prior: str | None = None
     #: Drop the planner's projection head f (the paper removes it after stage one).
     drop_reconstruction_head: bool = False
-    plan_dropout: float = 0.0
+    #: Share of clips trained with the unconditional planning token (classifier-free guidance,
+    #: section 2.4.1). None: 0.1 for joint stages, whose models sample image-to-video with guidance
+    #: 2.5, and 0 otherwise.
+    plan_dropout: float | None = None
     frames: int = 9
     height: int = 128
     width: int = 128
@@ -79,6 +86,14 @@ class StageConfig:
     sample_every: int = 0
     #: Each rank appends the sources of the clips it trained on to data_rank{R}.jsonl (debugging).
     log_data: bool = False
+    #: Stop (before the update, saving nothing of it) when a step's loss exceeds this multiple of
+    #: the median of the last 20 steps' losses: a diverging run. 0 turns the check off; a
+    #: non-finite loss or gradient norm always stops the run.
+    divergence_factor: float = 100.0
+
+    def __post_init__(self) -> None:
+        if self.plan_dropout is None:
+            self.plan_dropout = JOINT_PLAN_DROPOUT if self.train == "joint" else 0.0
 
 
 def _from_dict(cls: type, data: Any, where: str) -> Any:
@@ -136,10 +151,22 @@ def load_stage_config(path: str | Path, overrides: list[str] | None = None) -> S
         value = getattr(cfg, attr)
         if value and (value.startswith(".") or "/" in value) and not Path(value).is_absolute():
             setattr(cfg, attr, str((base / value).resolve()))
-    if "path" in cfg.data and isinstance(cfg.data["path"], str) and not Path(cfg.data["path"]).is_absolute():
-        cfg.data["path"] = str((base / cfg.data["path"]).resolve())
+    cfg.data = resolve_data_paths(cfg.data, base)
     validate(cfg)
     return cfg
+
+
+def resolve_data_paths(spec: Any, base: Path) -> Any:
+    """A data spec with every relative ``path`` (also those of mixture parts) resolved against
+    ``base``, the folder of the YAML file that names it."""
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    if isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
+        spec["path"] = str((base / spec["path"]).resolve())
+    if isinstance(spec.get("parts"), list):
+        spec["parts"] = [resolve_data_paths(part, base) for part in spec["parts"]]
+    return spec
 
 
 def validate(cfg: StageConfig) -> None:
@@ -150,6 +177,13 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError(f"frames must be at least 2, got {cfg.frames}")
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.steps < 1:
         raise ValueError("batch_size, grad_accum and steps must all be at least 1")
+    if not cfg.divergence_factor >= 0:
+        raise ValueError(f"divergence_factor must be 0 (off) or a positive factor, got {cfg.divergence_factor}")
+    if cfg.plan_dropout is None:
+        cfg.plan_dropout = JOINT_PLAN_DROPOUT if cfg.train == "joint" else 0.0
+    if cfg.generator_attention not in (None, "spatiotemporal", "temporal"):
+        raise ValueError(f"generator_attention must be 'spatiotemporal', 'temporal' or left out (keep the starting "
+                         f"checkpoint's), got '{cfg.generator_attention}'")
     if not 0.0 <= cfg.plan_dropout < 1.0:
         raise ValueError(f"plan_dropout must be in [0, 1), got {cfg.plan_dropout}")
     if cfg.prior is not None and cfg.prior not in PRIORS:

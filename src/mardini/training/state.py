@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from mardini.checkpoint import CODEC_DIR, CheckpointError, load_model, save_model
+from mardini.checkpoint import CODEC_DIR, CheckpointError, check_links, load_model, save_model
 from mardini.models.mardini import MarDini
 
 STEP_PATTERN = re.compile(r"^step-(\d+)$")
+STALE_PATTERN = re.compile(r"^step-\d+\.(tmp|old)$")
 TRAINING_DIR = "training"
-
 
 
 def optimizer_state_to_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,12 +92,36 @@ def write_checkpoint(run_dir: Path, step: int, model: MarDini, weights: dict[str
     tensors, meta = optimizer_state_to_tensors(optimizer_state)
     save_file(tensors, str(training / "optimizer.safetensors"))
     (training / "state.json").write_text(json.dumps({**state, "step": step, "optimizer": meta}, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    publish_folder(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def publish_folder(tmp: Path, final: Path) -> None:
+    """Rename the complete folder ``tmp`` to ``final``, replacing an existing one safely.
+
+    A complete checkpoint is never deleted before its replacement is in place: it is moved aside
+    to ``final.old``, the new one renamed in, then the old removed (a kill in between leaves
+    ``step-N.old``, which :func:`clean_stale_folders` removes, and no gap without a checkpoint).
+    """
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def clean_stale_folders(run_dir: Path) -> list[Path]:
+    """Remove ``step-N.tmp`` / ``step-N.old`` folders a killed run left in ``checkpoints/``; returns them."""
+    root = Path(run_dir) / "checkpoints"
+    stale = sorted(p for p in root.iterdir() if STALE_PATTERN.match(p.name)) if root.is_dir() else []
+    for folder in stale:
+        shutil.rmtree(folder, ignore_errors=True)
+    return stale
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:
@@ -158,10 +182,12 @@ def resolve_codec_dir(path: str | Path) -> Path:
     """A codec folder, or the newest checkpoint of a ``mardini train-vae`` run folder."""
     path = Path(path)
     if (path / "config.json").is_file() or not (path / "checkpoints").is_dir():
+        check_links(path)  # training checkpoints copy the codec folder, links' targets included
         return path
     checkpoints = list_checkpoints(path)
     if not checkpoints:
         raise CheckpointError(f"codec run folder '{path}' has no complete checkpoint yet")
+    check_links(checkpoints[-1])
     return checkpoints[-1]
 
 

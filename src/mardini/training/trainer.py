@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
+import statistics
 import time
+from collections import deque
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -29,19 +32,42 @@ from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model
 from torch.distributed.tensor import DTensor, distribute_tensor
 from tqdm.auto import tqdm
 
-from mardini.checkpoint import CheckpointError
+from mardini.checkpoint import CheckpointError, atomic_write
 from mardini.codecs import LatentCodec, load_codec
 from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
 from mardini.diffusion import diffusion_prior, make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
 from mardini.models.mardini import MarDini
 from mardini.training.config import StageConfig, stage_to_dict
-from mardini.training.state import latest_usable_checkpoint, load_start_model, optimizer_state_from_tensors, \
-    resolve_codec_dir, resolve_start, write_checkpoint
+from mardini.training.state import clean_stale_folders, latest_usable_checkpoint, load_start_model, \
+    optimizer_state_from_tensors, resolve_codec_dir, resolve_start, write_checkpoint
+
+#: Exit status of a run stopped by SIGTERM/SIGINT after saving its checkpoint (EX_TEMPFAIL of
+#: sysexits.h: "try again later"), so a scheduler can tell a preempted job from a finished one (0).
+PREEMPTED_EXIT_CODE = 75
+#: What a run writes into its folder; ``overwrite=True`` removes these and nothing else.
+RUN_ENTRIES = ("checkpoints", "metrics.jsonl", "stage.json", "samples", "tensorboard")
+#: Stage fields that may differ on ``--resume`` without changing what is trained.
+RESUME_FREE_FIELDS = ("name", "log_every", "checkpoint_every", "keep_checkpoints", "sample_every", "log_data",
+                      "compile", "gradient_checkpointing")
+#: Steps of loss history the divergence check compares a step's loss with (their median).
+DIVERGENCE_HISTORY = 20
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss became non-finite); the message says what to do."""
+
+
+class TrainingInterrupted(SystemExit):
+    """SIGTERM/SIGINT stopped the run after its checkpoint was saved.
+
+    A ``SystemExit`` with status :data:`PREEMPTED_EXIT_CODE`, so a script that calls :func:`train`
+    (and ``mardini train``) exits with that status unless it catches this.
+    """
+
+    def __init__(self, signum: int, step: int, checkpoint: Path | None):
+        super().__init__(PREEMPTED_EXIT_CODE)
+        self.signal, self.step, self.checkpoint = signum, step, checkpoint
 
 
 class StageLoss(nn.Module):
@@ -94,8 +120,9 @@ def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
     if codec.latent_channels != model.config.latent_channels:
         raise ValueError(f"the codec in '{codec_dir}' has {codec.latent_channels} latent channels but the model "
                          f"expects {model.config.latent_channels}; use a matching codec or preset")
-    model.config.generator.attention = cfg.generator_attention
-    model.generator.attention = cfg.generator_attention
+    if cfg.generator_attention is not None:  # None keeps the checkpoint's pattern
+        model.config.generator.attention = cfg.generator_attention
+        model.generator.attention = cfg.generator_attention
     if cfg.prior is not None and cfg.prior != model.config.diffusion.prior:
         if model.config.diffusion.prior == "none":
             # The output layer was trained to predict the velocity of the latents themselves;
@@ -252,18 +279,113 @@ def _step_rng(cfg: StageConfig, step: int, rank: int, device: torch.device) -> t
     return torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank)
 
 
+def prepare_run_folder(out_dir: Path, resume: bool, overwrite: bool, rank: int) -> None:
+    """Refuse to mix two runs in one folder; with ``overwrite`` remove the old run's files (rank 0).
+
+    Checkpoints of an earlier run in the folder would sort beside the new run's (and a later
+    ``--resume`` would pick the wrong ones), and metrics.jsonl would interleave both.
+    """
+    if resume and overwrite:
+        raise TrainingError("--resume continues the run in --out and --overwrite deletes it; pass one of them")
+    if resume:
+        if not out_dir.is_dir():
+            raise TrainingError(f"--resume: run folder '{out_dir}' does not exist; drop --resume to start a new run")
+        return
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise TrainingError(f"--out '{out_dir}' is a file, not a run folder; choose a folder")
+    if not any(out_dir.iterdir()):
+        return
+    if not overwrite:
+        raise TrainingError(f"run folder '{out_dir}' is not empty; continue its run with --resume, delete it with "
+                            f"--overwrite, or choose a new --out")
+    if rank == 0:
+        for entry in [*(out_dir / name for name in RUN_ENTRIES), *out_dir.glob("data_rank*.jsonl")]:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            elif entry.exists() or entry.is_symlink():
+                entry.unlink()
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): value}
+
+
+def config_changes(saved: dict[str, Any], cfg: StageConfig, world: int) -> list[str]:
+    """What differs between a checkpoint's stage config and world size and this run's, as ``key: old -> new``.
+
+    Bookkeeping fields (:data:`RESUME_FREE_FIELDS`) may change; fields the checkpoint does not
+    record (it predates them) are not compared.
+    """
+    old = _flatten(saved.get("stage", {}))
+    new = _flatten(json.loads(json.dumps(stage_to_dict(cfg))))  # tuples as JSON lists, like the saved ones
+    changes = [f"{key}: {old[key]!r} -> {new[key]!r}" for key in sorted(new)
+               if key in old and key.split(".")[0] not in RESUME_FREE_FIELDS and old[key] != new[key]]
+    saved_world = saved.get("world_size")
+    if saved_world is not None and saved_world != world:
+        changes.append(f"world size: {saved_world} -> {world} processes")
+    return changes
+
+
+def _agreed(value: float, world: int) -> float:
+    """The mean of ``value`` over ranks (a collective), so every rank takes the same decision."""
+    if world == 1:
+        return value
+    total = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(total)
+    return float(total.item()) / world
+
+
+def check_divergence(step: int, loss: float, grad_norm: float | None, history: deque, cfg: StageConfig,
+                     what: str = "the loss") -> None:
+    """Raise TrainingError when the loss or gradient norm is non-finite, or the loss is more than
+    ``cfg.divergence_factor`` times the median of the recent ``history`` (a diverging run)."""
+    advice = (f"nothing was saved from this step. Resume from the last checkpoint with a lower optim.lr "
+              f"(now {cfg.optim.lr}) or precision=fp32")
+    if not math.isfinite(loss):
+        raise TrainingError(f"{what} became {loss} at step {step}; {advice}")
+    if grad_norm is not None and not math.isfinite(grad_norm):
+        raise TrainingError(f"the gradient norm became {grad_norm} at step {step}; {advice}")
+    if cfg.divergence_factor and history:
+        level = statistics.median(history)
+        if level > 0 and loss > cfg.divergence_factor * level:
+            raise TrainingError(f"training diverged: {what} was {loss:.4g} at step {step}, more than "
+                                f"{cfg.divergence_factor:g}x its running level {level:.4g} (divergence_factor); "
+                                f"{advice}")
+
+
 def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-          progress: bool = True) -> Path:
+          progress: bool = True, overwrite: bool = False, allow_config_change: bool = False) -> Path:
     """Run one stage; returns the folder of the last checkpoint written.
 
     Args:
         cfg: the stage (see ``configs/``).
         out_dir: run folder; checkpoints go to ``out_dir/checkpoints``, metrics to ``metrics.jsonl``.
+            A folder that is not empty is refused unless ``resume`` or ``overwrite`` is given.
         resume: continue from the newest complete checkpoint in ``out_dir``.
         max_steps: stop after this global step (for short runs); the schedule still follows ``cfg.steps``.
+        overwrite: delete the run already in ``out_dir`` (its checkpoints, metrics, samples) first.
+        allow_config_change: resume although the stage config, seed, batch size or world size
+            differs from the checkpoint's (refused otherwise, naming what changed).
+
+    Raises:
+        TrainingError: a refused folder or config change, or a diverging run (non-finite loss or
+            gradient norm, or a loss far above its running level); no diverged weights are saved.
+        TrainingInterrupted: SIGTERM/SIGINT, after saving; exit status :data:`PREEMPTED_EXIT_CODE`.
     """
     rank, world = _distributed()
     out_dir = Path(out_dir)
+    prepare_run_folder(out_dir, resume, overwrite, rank)
+    if rank == 0:
+        clean_stale_folders(out_dir)  # half-written step-N.tmp of a killed run
+    if world > 1:
+        dist.barrier()  # no rank reads the folder while rank 0 still cleans it
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
         else torch.device("cpu")
     torch.manual_seed(cfg.seed)
@@ -273,6 +395,10 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     if resume and resumed is None and (out_dir / "checkpoints").exists():
         raise CheckpointError(f"--resume: no usable checkpoint in '{out_dir}/checkpoints'")
     if resumed is not None:
+        changes = config_changes(resumed[1]["state"], cfg, world)
+        if changes and not allow_config_change:
+            raise TrainingError(f"--resume: '{resumed[0]}' was trained with a different setup ({'; '.join(changes)}); "
+                                f"resume with the same config and process count, or pass --allow-config-change")
         model.load_state_dict(resumed[1]["weights"])
     model.set_gradient_checkpointing(cfg.gradient_checkpointing)
     model.to(device).train()
@@ -344,14 +470,34 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
     metrics_path = out_dir / "metrics.jsonl"
     if rank == 0:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "stage.json").write_text(json.dumps(stage_to_dict(cfg), indent=1))
+        text = json.dumps(stage_to_dict(cfg), indent=1)
+        atomic_write(out_dir / "stage.json", lambda tmp: tmp.write_text(text))  # never half-written
     tensorboard = _tensorboard(out_dir) if rank == 0 else None
     bar = tqdm(total=total, initial=step, desc=cfg.name, disable=not progress or rank != 0, dynamic_ncols=True)
     stream = batches(data_position)
-    last_checkpoint: Path | None = None
+    last_checkpoint: Path | None = resumed[0] if resumed is not None else None
+    saved_step = step if resumed is not None else None  # a step is never written twice
+    history: deque = deque(maxlen=DIVERGENCE_HISTORY)
+    last_batch: tuple[Tensor, Tensor, Tensor] | None = None
+
+    def check_before_saving() -> None:
+        """The loss of the weights about to be saved, on the last batch: a step that diverged the
+        weights shows only in the next step's loss, and must not reach a checkpoint."""
+        if last_batch is None:
+            return
+        probe_rng = torch.Generator(device).manual_seed(cfg.seed * 1_000_003 + step * 1009 + rank + 7)
+        with torch.no_grad(), autocast:
+            loss = float(objective(*last_batch, probe_rng))
+        check_divergence(step, _agreed(loss, world), None, history, cfg,
+                         what=f"the loss of the weights after step {step}")
 
     def save() -> Path | None:
         """Gather full state dicts (collective under FSDP: every rank calls this); rank 0 writes."""
+        nonlocal saved_step
+        if saved_step == step:
+            return None
+        check_before_saving()
+        saved_step = step
         full = StateDictOptions(full_state_dict=True, cpu_offload=True)
         weights = {k.removeprefix("model."): v for k, v in get_model_state_dict(state_module, options=full).items()}
         optimizer_state = get_optimizer_state_dict(state_module, optimizer, options=full)
@@ -379,13 +525,14 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                 sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else objective.no_sync()
                 with sync, autocast:
                     loss = objective(z_high, z_low, generate, rng) / cfg.grad_accum
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"the loss became {loss.item()} at step {step}; nothing was saved from this "
-                                        f"step. Resume from the last checkpoint with a lower optim.lr "
-                                        f"(now {cfg.optim.lr}) or precision=fp32")
                 loss.backward()
                 loss_sum += loss.item()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            # Before the update: a diverging step changes no weight (and every rank agrees to stop).
+            step_loss = _agreed(loss_sum, world)
+            check_divergence(step, step_loss, float(grad_norm), history, cfg)
+            history.append(step_loss)
+            last_batch = (z_high, z_low, generate)
             optimizer.step()
             with torch.no_grad():
                 decay = cfg.optim.ema_decay
@@ -426,8 +573,11 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stop["signal"] is not None and rank == 0:
-        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {last_checkpoint}")
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {last_checkpoint}; "
+              f"exiting with status {PREEMPTED_EXIT_CODE} (continue with --resume)", flush=True)
     if world > 1:
         dist.barrier()
+    if stop["signal"] is not None:
+        raise TrainingInterrupted(stop["signal"], step, last_checkpoint)
     assert last_checkpoint is not None or rank != 0
     return last_checkpoint if last_checkpoint is not None else out_dir

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -37,8 +36,10 @@ from tqdm.auto import tqdm
 
 from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
-from mardini.training.config import _from_dict, apply_overrides
-from mardini.training.state import list_checkpoints, optimizer_state_from_tensors, optimizer_state_to_tensors
+from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
+from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
+    optimizer_state_to_tensors, publish_folder
+from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingInterrupted, prepare_run_folder
 
 
 @dataclass
@@ -89,6 +90,8 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
     if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
         cfg.init = str((path.parent / cfg.init).resolve())
+    if path is not None:
+        cfg.data = resolve_data_paths(cfg.data, path.resolve().parent)
     return cfg
 
 
@@ -163,18 +166,23 @@ def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.op
     save_file(tensors, str(tmp / "training" / "optimizer.safetensors"))
     state = {"step": step, "optimizer": meta, "config": dataclasses.asdict(cfg)}
     (tmp / "training" / "state.json").write_text(json.dumps(state, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    publish_folder(tmp, final)
     for old in list_checkpoints(run_dir)[:-cfg.keep_checkpoints]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
-              progress: bool = True) -> Path:
-    """Train (or resume) the frame autoencoder; returns the newest checkpoint folder."""
+              progress: bool = True, overwrite: bool = False) -> Path:
+    """Train (or resume) the frame autoencoder; returns the newest checkpoint folder.
+
+    Like :func:`mardini.training.train`: a non-empty ``out_dir`` needs ``resume`` or ``overwrite``
+    (TrainingError otherwise), a step is written once, and SIGTERM/SIGINT save then raise
+    :class:`~mardini.training.TrainingInterrupted` (exit status 75).
+    """
     out_dir = Path(out_dir)
+    prepare_run_folder(out_dir, resume, overwrite, rank=0)
+    clean_stale_folders(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = _start_model(cfg)
@@ -202,6 +210,7 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 for s in (signal.SIGTERM, signal.SIGINT)}
     bar = tqdm(total=total, initial=step, desc="train-vae", disable=not progress, dynamic_ncols=True)
     latest_path = checkpoints[-1] if checkpoints else None
+    saved_step = step if checkpoints else None  # a step is never written twice
     started, first = time.time(), step
     try:
         while step < total and stop["signal"] is None:
@@ -235,14 +244,16 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 with (out_dir / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(record) + "\n")
             if step % cfg.checkpoint_every == 0:
-                latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg)
-        if stop["signal"] is not None or step == total:
+                latest_path, saved_step = _save(out_dir, step, model, optimizer, stats_frames, cfg), step
+        if (stop["signal"] is not None or step == total) and saved_step != step:
             latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg)
     finally:
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
     if stop["signal"] is not None:
-        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {latest_path}")
+        print(f"stopped by signal {stop['signal']} at step {step}; checkpoint saved to {latest_path}; "
+              f"exiting with status {PREEMPTED_EXIT_CODE} (continue with --resume)", flush=True)
+        raise TrainingInterrupted(stop["signal"], step, latest_path)
     assert latest_path is not None
     return latest_path
