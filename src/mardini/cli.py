@@ -14,7 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mardini import __version__  # noqa: E402 - after the environment is set
 from mardini.config import PRESETS  # noqa: E402
-from mardini.data.corpus import SPLITS  # noqa: E402
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -456,8 +455,10 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
     i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
     for e in (q, i):
-        e.add_argument("--split", default="heldout", choices=list(SPLITS),
-                       help="with a corpus folder as --data: which split's videos (default heldout)")
+        # No `choices`: the corpus module imports torch, which the CLI loads only once a command runs;
+        # read_corpus refuses an unknown split in one line.
+        e.add_argument("--split", default="heldout",
+                       help="with a corpus folder as --data: which split's videos, heldout (default) or train")
         e.add_argument("--checkpoint", default=None,
                        help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
         e.add_argument("--json", required=True, help="write the results here (JSON)")
