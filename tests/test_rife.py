@@ -164,5 +164,6 @@ def test_flow_error_ranks_baselines(rife: RIFE, nine: torch.Tensor) -> None:
         "blend": flow_error(clip_of(linear_blend(first, last, 7)), nine, rife.flow),
         "repeat": flow_error(clip_of(repeat_nearest(first, last, 7)), nine, rife.flow),
     }
-    # Measured: RIFE 1.5 px, blend 6.4 px, repeat 8.7 px.
-    assert errors["rife"] < errors["blend"] < errors["repeat"], errors
+    # Measured (flow from the given frames to every other): RIFE 2.5 px, blend 22.9 px, repeat
+    # 16.7 px. Neither frame-copying baseline puts anything where the real frames have it.
+    assert 3 * errors["rife"] < min(errors["blend"], errors["repeat"]), errors

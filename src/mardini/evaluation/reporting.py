@@ -106,3 +106,55 @@ def machine_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+#: What each figure of the evaluation tables measures and which direction is better, in plain
+#: words (the demo page's legend; docs/evaluation.md says the same at length).
+METRIC_NOTES: dict[str, str] = {
+    "psnr_codec_truth": "PSNR (dB) against the true frames sent through the same codec. The codec's own loss "
+                        "drops out, so this is the motion score of a latent model: higher is better, the codec "
+                        "row is 'inf' (a perfect latent model), a cross-fade scores low.",
+    "ssim_codec_truth": "SSIM against the true frames through the codec (as above): higher is better, 1 is perfect.",
+    "psnr": "PSNR (dB) against the raw true frames: higher is better, but capped by the codec's own loss for every "
+            "row that passes through it, so those rows land close together.",
+    "ssim": "SSIM against the raw true frames: higher is better; it can prefer blur.",
+    "psnr_mid": "PSNR of the middle frame only (VIDIM-Bench's MidF): higher is better.",
+    "ssim_mid": "SSIM of the middle frame only: higher is better.",
+    "sharpness": "Laplacian variance of the frames over the truth's (over the given image's for image-to-video): "
+                 "1 is as sharp as the truth, below 1 is blurrier. Closer to 1 is better.",
+    "seam": "Mean brightness step across the generator's 16-px token boundaries over that across the codec's other "
+            "8-px block boundaries: 1 is no visible token grid, well above 1 is a block mosaic. Closer to 1 is better.",
+    "motion": "Mean optical-flow magnitude over the truth's (the real clip's): 1 moves as much as the truth, a "
+              "cross-fade or a still image is near 0. Closer to 1 is better.",
+    "flicker": "Mean change between consecutive frames (8-bit levels) where the real video does not move: lower is "
+               "better; the real clip's own value is its noise.",
+    "colour_shift": "How far the mean colour of the truth's saturated regions moved (8-bit levels): lower is better.",
+    "flow_error": "Mean distance (px) between the optical flow from each given frame to every generated frame and the "
+                  "truth's: lower is better; a cross-fade or a repeat scores worse than RIFE.",
+    "vbench_flicker": "VBench temporal flickering, (255 - mean frame difference) / 255: 1 for a still video, so on "
+                      "moving videos it mostly measures motion.",
+    "dynamic_degree": "Share of videos VBench would call dynamic (optical flow above a threshold): a still video is 0.",
+    "flow_magnitude": "Mean optical-flow magnitude in pixels per frame pair.",
+    "motion_smoothness": "VBench motion smoothness (odd frames re-synthesised by RIFE): higher is smoother, but a "
+                         "cross-fade also scores high.",
+    "ref_consistency": "Mean SSIM of every frame to the given image: 1 for a still video; a real clip drifts away.",
+}
+
+
+def html_table(rows: Mapping[str, Mapping[str, Any]], columns: Sequence[tuple[str, str, int]],
+               first: str = "method") -> str:
+    """The rows as an HTML ``<table>`` (same cells as `markdown_table`; headers carry the metric key as a tooltip)."""
+    from html import escape
+
+    head = "".join(f'<th title="{escape(METRIC_NOTES.get(key, key))}">{escape(header)}</th>'
+                   for key, header, _ in columns)
+    lines = [f"<table><thead><tr><th>{escape(first)}</th>{head}</tr></thead><tbody>"]
+    for name, row in rows.items():
+        if not row.get("available", True):
+            reason = " ".join(str(row.get("reason", "unavailable")).split())
+            cells = f'<td colspan="{len(columns)}">unavailable: {escape(reason)}</td>'
+        else:
+            cells = "".join(f"<td>{escape(fmt(row.get(key), digits))}</td>" for key, _, digits in columns)
+        lines.append(f"<tr><th>{escape(name)}</th>{cells}</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
