@@ -14,7 +14,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from mardini import __version__  # noqa: E402 - after the environment is set
 from mardini.config import PRESETS  # noqa: E402
-from mardini.data.corpus import SPLITS  # noqa: E402
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -456,8 +455,10 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
     i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
     for e in (q, i):
-        e.add_argument("--split", default="heldout", choices=list(SPLITS),
-                       help="with a corpus folder as --data: which split's videos (default heldout)")
+        # No `choices`: the corpus module imports torch, which the CLI loads only once a command runs;
+        # read_corpus refuses an unknown split in one line.
+        e.add_argument("--split", default="heldout",
+                       help="with a corpus folder as --data: which split's videos, heldout (default) or train")
         e.add_argument("--checkpoint", default=None,
                        help="checkpoint folder (config.json, model.safetensors, codec/); default: the bundled model")
         e.add_argument("--json", required=True, help="write the results here (JSON)")
@@ -479,6 +480,16 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--force", action="store_true", help="write into an existing, non-empty --out")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("ui", help="serve a web page for every task (needs the ui extra: pip install -e \".[ui]\")")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder; default: the bundled model")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; others get a warning)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, or auto (default: cuda when present)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "bf16", "float16", "fp16"],
+                   help="network dtype (float16 only on GPUs)")
+    p.set_defaults(func=_cmd_ui)
 
     p = sub.add_parser("export", help=_cmd_export.__doc__.splitlines()[0])
     p.add_argument("--checkpoint", required=True, help="checkpoint folder (or a training checkpoint step-N)")
@@ -548,6 +559,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise UserError(f"'{out}' exists and is not empty; choose a new folder or pass --force to write over it")
     page = run_demo(args.out, checkpoint=args.checkpoint, steps=args.steps, seed=args.seed, progress=not args.quiet)
     print(f"demo page: {page.resolve()}")
+    return 0
+
+
+def _cmd_ui(args: argparse.Namespace) -> int:
+    """Serve a web page (Gradio) with one tab per task, on the pipeline `mardini generate` uses."""
+    from mardini import ui
+
+    try:
+        ui.require_gradio()
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    device = _device(args.device)
+    warning = ui.host_warning(args.host)
+    if warning:
+        print(f"mardini ui: warning: {warning}", file=sys.stderr)
+    ui.serve(args.checkpoint, host=args.host, port=args.port, device=device, dtype=args.dtype)
     return 0
 
 
