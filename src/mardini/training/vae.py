@@ -5,7 +5,10 @@ it gets its own loop. What it needs, from a feasibility probe on 2 CPU cores at 
 model's docstring for the architecture): L1 reconstruction, bf16 autocast and channels_last
 (the probe saw 2-2.5x over fp32; here a 16-frame step of the default size took 2.0 s in bf16 against
 2.9-4.0 s in fp32). PSNR alone flatters blur, so the loss adds a structural term,
-``ssim_weight * (1 - SSIM)``, which pushes edges and texture that L1 averages away.
+``ssim_weight * (1 - SSIM)``, an image-gradient term ``gradient_weight * L1(grad)`` and, from step
+``adversarial_start`` on, a PatchGAN hinge loss weighted as in VQGAN (see
+:mod:`mardini.training.discriminator` for why: blur is the mean of plausible textures, and only
+a discriminator penalises it where L1 and SSIM do not).
 
 Frames come from the same data as the transformers (``build_dataset``): a pool of clips is
 sampled once from the seed (decoding video is the slow part on a CPU), and every step draws a
@@ -37,6 +40,8 @@ from tqdm.auto import tqdm
 from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
 from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
+from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, generator_adversarial_loss,
+                                            gradient_loss, hinge_discriminator_loss)
 from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
     optimizer_state_to_tensors, publish_folder
 from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingInterrupted, prepare_run_folder
@@ -59,6 +64,16 @@ class VaeTrainConfig:
     min_lr_ratio: float = 0.05
     warmup_steps: int = 100
     ssim_weight: float = 0.2
+    #: L1 between image gradients (finite differences) of reconstruction and truth: keeps edges.
+    gradient_weight: float = 0.0
+    #: Weight of the PatchGAN hinge loss on top of VQGAN's adaptive balance (0 = no discriminator).
+    adversarial_weight: float = 0.0
+    #: Step at which the discriminator starts (it and the adversarial term are off before): the
+    #: autoencoder first learns to reconstruct, as in VQGAN's recipe.
+    adversarial_start: int = 0
+    disc_width: int = 64
+    disc_layers: int = 3
+    disc_lr: float = 2e-4
     precision: str = "bf16"
     seed: int = 0
     log_every: int = 10
@@ -86,6 +101,11 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"size must be a multiple of 8 (the codec downsamples 8x), got {cfg.size}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got '{cfg.precision}'")
+    for name in ("gradient_weight", "adversarial_weight", "ssim_weight"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.adversarial_start < 0:
+        raise ValueError(f"adversarial_start must be >= 0, got {cfg.adversarial_start}")
     if cfg.decoder_only and cfg.init is None:
         raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
     if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
@@ -149,8 +169,17 @@ def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
     return model
 
 
+def _start_adversary(cfg: VaeTrainConfig) -> tuple[PatchDiscriminator, torch.optim.Optimizer] | None:
+    """The discriminator and its optimizer when ``adversarial_weight`` > 0 (Adam betas of VQGAN)."""
+    if not cfg.adversarial_weight:
+        return None
+    discriminator = PatchDiscriminator(cfg.disc_width, cfg.disc_layers).to(memory_format=torch.channels_last).train()
+    return discriminator, torch.optim.Adam(discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+
+
 def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.optim.Optimizer,
-          stats_frames: Tensor, cfg: VaeTrainConfig) -> Path:
+          stats_frames: Tensor, cfg: VaeTrainConfig,
+          adversary: tuple[PatchDiscriminator, torch.optim.Optimizer] | None = None) -> Path:
     codec = FrameAutoencoderCodec(model)
     if not cfg.decoder_only:  # a frozen encoder keeps its latent statistics (and cached latents valid)
         model.eval()
@@ -164,7 +193,13 @@ def _save(run_dir: Path, step: int, model: FrameAutoencoder, optimizer: torch.op
     (tmp / "training").mkdir()
     tensors, meta = optimizer_state_to_tensors(optimizer.state_dict())
     save_file(tensors, str(tmp / "training" / "optimizer.safetensors"))
-    state = {"step": step, "optimizer": meta, "config": dataclasses.asdict(cfg)}
+    state: dict[str, Any] = {"step": step, "optimizer": meta, "config": dataclasses.asdict(cfg)}
+    if adversary is not None:  # the discriminator is training state: resume needs it, inference never
+        discriminator, disc_optimizer = adversary
+        save_file({k: v.detach().contiguous() for k, v in discriminator.state_dict().items()},
+                  str(tmp / "training" / "discriminator.safetensors"))
+        tensors, state["disc_optimizer"] = optimizer_state_to_tensors(disc_optimizer.state_dict())
+        save_file(tensors, str(tmp / "training" / "disc_optimizer.safetensors"))
     (tmp / "training" / "state.json").write_text(json.dumps(state, indent=1))
     publish_folder(tmp, final)
     for old in list_checkpoints(run_dir)[:-cfg.keep_checkpoints]:
@@ -187,6 +222,7 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
     torch.manual_seed(cfg.seed)
     model = _start_model(cfg)
     optimizer = torch.optim.AdamW(_trainable_parameters(model, cfg), lr=cfg.lr, weight_decay=0.0)
+    adversary = _start_adversary(cfg)
     step = 0
     checkpoints = list_checkpoints(out_dir) if resume else []
     if checkpoints:
@@ -197,6 +233,11 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
         optimizer.load_state_dict(optimizer_state_from_tensors(
             load_file(str(latest / "training" / "optimizer.safetensors")), state["optimizer"]))
         step = state["step"]
+        if adversary is not None and "disc_optimizer" in state:
+            discriminator, disc_optimizer = adversary
+            discriminator.load_state_dict(load_file(str(latest / "training" / "discriminator.safetensors")))
+            disc_optimizer.load_state_dict(optimizer_state_from_tensors(
+                load_file(str(latest / "training" / "disc_optimizer.safetensors")), state["disc_optimizer"]))
     total = min(cfg.steps, max_steps) if max_steps else cfg.steps
     if checkpoints and step >= total:  # already done: nothing to train, nothing to rewrite
         return checkpoints[-1]
@@ -226,12 +267,32 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
             recon = recon.float()
             l1 = (recon - x).abs().mean()
             loss = l1 + cfg.ssim_weight * ssim_loss(recon, x)
+            if cfg.gradient_weight:
+                loss = loss + cfg.gradient_weight * gradient_loss(recon, x)
+            adversarial = adversary is not None and step >= cfg.adversarial_start
+            if adversarial:
+                discriminator, disc_optimizer = adversary
+                discriminator.requires_grad_(False)  # the autoencoder's step must not train its judge
+                with autocast:
+                    g_adv = generator_adversarial_loss(discriminator(recon).float())
+                balance = adaptive_adversarial_weight(loss, g_adv, model.decoder[-1].weight)
+                loss = loss + cfg.adversarial_weight * balance * g_adv
             if not torch.isfinite(loss):
                 raise RuntimeError(f"train-vae: the loss became {loss.item()} at step {step}; nothing was saved "
                                    f"from this step. Resume with a lower lr (now {cfg.lr}) or precision=fp32")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            d_loss = None
+            if adversarial:
+                discriminator.requires_grad_(True)
+                for group in disc_optimizer.param_groups:
+                    group["lr"] = cfg.disc_lr * _lr(step, cfg) / cfg.lr  # the autoencoder's schedule, scaled
+                with autocast:
+                    d_loss = hinge_discriminator_loss(discriminator(x).float(), discriminator(recon.detach()).float())
+                disc_optimizer.zero_grad(set_to_none=True)
+                d_loss.backward()
+                disc_optimizer.step()
             step += 1
             bar.update(1)
             with torch.no_grad():
@@ -241,12 +302,14 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 record = {"step": step, "loss": loss.item(), "l1": l1.item(), "psnr": psnr, "lr": _lr(step - 1, cfg),
                           "frames_per_s": cfg.batch_size * (step - first) / max(time.time() - started, 1e-9),
                           "time": time.time()}
+                if d_loss is not None:
+                    record.update(d_loss=d_loss.item(), g_adv=g_adv.item(), adv_balance=balance.item())
                 with (out_dir / "metrics.jsonl").open("a") as f:
                     f.write(json.dumps(record) + "\n")
             if step % cfg.checkpoint_every == 0:
-                latest_path, saved_step = _save(out_dir, step, model, optimizer, stats_frames, cfg), step
+                latest_path, saved_step = _save(out_dir, step, model, optimizer, stats_frames, cfg, adversary), step
         if (stop["signal"] is not None or step == total) and saved_step != step:
-            latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg)
+            latest_path = _save(out_dir, step, model, optimizer, stats_frames, cfg, adversary)
     finally:
         bar.close()
         for s, handler in previous.items():

@@ -1,0 +1,46 @@
+"""The adversarial and edge losses of the codec's training (mardini.training.discriminator)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight,
+                                            generator_adversarial_loss, gradient_loss, hinge_discriminator_loss)
+
+
+def _edges(size: int = 32) -> torch.Tensor:
+    x = torch.zeros(2, 3, size, size)
+    x[..., :, size // 2:] = 1.0
+    x[..., size // 2:, :] -= 0.5
+    return x
+
+
+def test_patch_discriminator_gives_one_logit_per_patch():
+    d = PatchDiscriminator(width=8, layers=3)
+    assert d(torch.zeros(2, 3, 128, 128)).shape == (2, 1, 14, 14)  # pix2pix's 70-px patches at 128 px
+
+
+def test_gradient_loss_punishes_blur_and_is_zero_for_the_truth():
+    sharp = _edges()
+    blurred = F.avg_pool2d(F.pad(sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    assert gradient_loss(sharp, sharp) == 0
+    # Blur keeps the mean (L1 of pixels is small) but loses the edges' height.
+    assert gradient_loss(blurred, sharp) > 0.5 * (blurred - sharp).abs().mean()
+    assert gradient_loss(blurred, sharp) > gradient_loss(sharp + 0.05, sharp)  # a flat offset has no edges
+
+
+def test_hinge_losses_reward_the_right_side_of_the_margin():
+    good_d = hinge_discriminator_loss(torch.full((4,), 2.0), torch.full((4,), -2.0))
+    bad_d = hinge_discriminator_loss(torch.full((4,), -1.0), torch.full((4,), 1.0))
+    assert good_d == 0 and bad_d == 2.0
+    assert generator_adversarial_loss(torch.full((4,), 3.0)) < generator_adversarial_loss(torch.zeros(4))
+
+
+def test_adaptive_weight_balances_gradient_norms():
+    layer = torch.nn.Parameter(torch.ones(3))
+    rec = (layer * 4.0).sum()           # gradient norm 4 * sqrt(3)
+    adv = (layer * 0.5).sum()           # gradient norm 0.5 * sqrt(3)
+    weight = adaptive_adversarial_weight(rec, adv, layer)
+    torch.testing.assert_close(weight, torch.tensor(8.0), rtol=1e-3, atol=1e-3)
+    assert not weight.requires_grad
