@@ -44,3 +44,14 @@ def wake_zero_init(model: torch.nn.Module, std: float = 0.2, seed: int = 0) -> t
             if not param.any():
                 param.copy_(torch.randn(param.shape, generator=rng) * std)
     return model
+
+
+@pytest.fixture(scope="module")
+def codec_dir(tmp_path_factory):
+    """A tiny random frame-autoencoder codec folder, the ``codec:`` of training-stage tests."""
+    from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("codec")
+    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(folder)
+    return folder

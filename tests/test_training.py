@@ -16,21 +16,12 @@ import torch
 from safetensors.torch import load_file
 
 from mardini.checkpoint import load_model
-from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
 from mardini.training import MaskSchedule, TrainingError, load_stage_config, train
 from mardini.training.state import latest_usable_checkpoint, list_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
 STAGES = ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation", "stage2b_reference_prior",
           "stage2c_camera_motion", "stage3_joint_task", "stage3b_inbetween_prior", "stage3c_few_references"]
-
-
-@pytest.fixture(scope="module")
-def codec_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("codec")
-    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(folder)
-    return folder
 
 
 def _stage(name, codec_dir, *overrides):

@@ -10,20 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
 from mardini.training import TrainingError, load_stage_config, train
 from mardini.training import state as state_module
 from mardini.training.state import list_checkpoints
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "tiny"
-
-
-@pytest.fixture(scope="module")
-def codec_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("codec")
-    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(folder)
-    return folder
 
 
 def _cfg(codec_dir, *overrides):
