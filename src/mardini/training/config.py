@@ -136,10 +136,22 @@ def load_stage_config(path: str | Path, overrides: list[str] | None = None) -> S
         value = getattr(cfg, attr)
         if value and (value.startswith(".") or "/" in value) and not Path(value).is_absolute():
             setattr(cfg, attr, str((base / value).resolve()))
-    if "path" in cfg.data and isinstance(cfg.data["path"], str) and not Path(cfg.data["path"]).is_absolute():
-        cfg.data["path"] = str((base / cfg.data["path"]).resolve())
+    cfg.data = resolve_data_paths(cfg.data, base)
     validate(cfg)
     return cfg
+
+
+def resolve_data_paths(spec: Any, base: Path) -> Any:
+    """A data spec with every relative ``path`` (also those of mixture parts) resolved against
+    ``base``, the folder of the YAML file that names it."""
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    if isinstance(spec.get("path"), str) and not Path(spec["path"]).is_absolute():
+        spec["path"] = str((base / spec["path"]).resolve())
+    if isinstance(spec.get("parts"), list):
+        spec["parts"] = [resolve_data_paths(part, base) for part in spec["parts"]]
+    return spec
 
 
 def validate(cfg: StageConfig) -> None:

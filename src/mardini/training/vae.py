@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
-from mardini.training.config import _from_dict, apply_overrides
+from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
 from mardini.training.state import list_checkpoints, optimizer_state_from_tensors, optimizer_state_to_tensors
 
 
@@ -89,6 +89,8 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
     if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
         cfg.init = str((path.parent / cfg.init).resolve())
+    if path is not None:
+        cfg.data = resolve_data_paths(cfg.data, path.resolve().parent)
     return cfg
 
 
