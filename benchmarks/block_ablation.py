@@ -24,6 +24,9 @@ Scores per arm (means over the videos; `mardini.evaluation.artefacts`):
 
 - ``seam``: token-boundary step over the codec's other block-boundary step, over the generated
   frames; 1.0 = no token grid;
+- ``seam_planner``: the same test one grid up, the planner's token grid (32 px for the bundled
+  model: 8x codec, half resolution, patch 2) against the generator's other 16-px boundaries; 1.0
+  when the planner's coarse grid leaves no trace;
 - ``seam_by_frame``: the same per frame position (reference first: position = distance);
 - ``sharpness``: Laplacian variance of the generated frames over the reference image's;
 - ``flow``: mean RIFE flow magnitude (px per frame pair) of the whole video; ``motion``: the
@@ -143,10 +146,14 @@ def seam_by_frame(video: Tensor, token: int, block: int) -> list[float]:
 
 
 def video_scores(video: Tensor, generated: Sequence[int], image: Tensor, image_codec: Tensor, real: Tensor | None,
-                 flow_fn: FlowFn | None, grid: tuple[int, int]) -> dict[str, Any]:
-    """Scores of one uint8 video ``(T, 3, H, W)`` whose frames at `generated` were made (see the module docstring)."""
+                 flow_fn: FlowFn | None, grid: tuple[int, int], planner_px: int) -> dict[str, Any]:
+    """Scores of one uint8 video ``(T, 3, H, W)`` whose frames at `generated` were made (see the module docstring).
+
+    `grid` is (generator token, codec block) in pixels, `planner_px` the planner's token in pixels.
+    """
     made = video[list(generated)]
     out: dict[str, Any] = {"seam": seam(made, *grid), "seam_by_frame": seam_by_frame(video, *grid),
+                           "seam_planner": seam(made, planner_px, grid[0]),
                            "sharpness": sharpness(made, image),
                            "ssim_last": float(ssim(video[-1], image_codec))}
     out["flow"] = flow_magnitude(consecutive_flows(video, flow_fn)) if flow_fn is not None else math.nan
@@ -157,7 +164,7 @@ def video_scores(video: Tensor, generated: Sequence[int], image: Tensor, image_c
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Means over the videos (NaNs left out); ``motion`` = sum of flows over the real clips' sum."""
     out: dict[str, Any] = {"videos": len(rows)}
-    for key in ("seam", "sharpness", "flow", "ssim_last", "psnr_real"):
+    for key in ("seam", "seam_planner", "sharpness", "flow", "ssim_last", "psnr_real"):
         values = [r[key] for r in rows if math.isfinite(r[key])]
         out[key] = float(np.mean(values)) if values else math.nan
     with_real = [r for r in rows if math.isfinite(r.get("real_flow", math.nan)) and math.isfinite(r["flow"])]
@@ -203,15 +210,15 @@ def fmt(value: float, digits: int = 3) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The main table and the seam-by-frame table."""
-    lines = ["| arm | guidance | steps | attention | plan | seam | sharpness | flow (px) | motion | "
+    lines = ["| arm | guidance | steps | attention | plan | seam | planner seam | sharpness | flow (px) | motion | "
              "SSIM last | PSNR real (dB) | s / video |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["rows"].items():
         arm = row.get("arm")
         setting = ("-", "-", "-", "-") if arm is None else (
             f"{arm['guidance']:g}", "default" if arm["steps"] is None else str(arm["steps"]),
             arm["attention"] or report["config_attention"], "yes" if arm["plan"] else "Z_uncond")
-        lines.append(f"| {name} | {' | '.join(setting)} | {fmt(row['seam'])} | {fmt(row['sharpness'])} | "
+        lines.append(f"| {name} | {' | '.join(setting)} | {fmt(row['seam'])} | {fmt(row['seam_planner'])} | {fmt(row['sharpness'])} | "
                      f"{fmt(row['flow'])} | {fmt(row['motion'])} | {fmt(row['ssim_last'])} | "
                      f"{fmt(row['psnr_real'], 2)} | {fmt(row.get('seconds_per_video', math.nan), 1)} |")
     frames = max(len(r["seam_by_frame_ref_first"]) for r in report["rows"].values())
@@ -261,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seed", type=int, default=0, help="seed of input k is seed + k, the same in every arm")
     p.add_argument("--no-flow", action="store_true", help="skip RIFE flow (motion columns n/a)")
     p.add_argument("--json", help="write the report here")
+    p.add_argument("--videos", help="save every video (uint8) to this .npz, keyed 'arm|input|ref'")
     p.add_argument("--sheet", help="write a contact sheet PNG: baseline vs the arm with the seam nearest 1")
     p.add_argument("--sheet-input", type=int, default=0, help="which input the sheet shows (default 0)")
     p.add_argument("--quick", action="store_true", help="smoke run: 1 photo, 3 arms at 2 steps, no corpus, no flow")
@@ -272,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     cfg = pipe.config
     size, frames = cfg.height, cfg.num_frames
     grid = (cfg.vae_downsample * cfg.generator.patch_size, cfg.vae_downsample)
+    # A planner token covers patch_size low-resolution latents, i.e. this many output pixels.
+    planner_px = round(cfg.vae_downsample * cfg.planner.patch_size / cfg.low_res_factor)
     arms = QUICK_ARMS if args.quick else ARMS
     if args.arms:
         wanted = [a.strip() for a in args.arms.split(",")]
@@ -299,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     seconds: dict[str, float] = {}
 
     def add(name: str, case: dict[str, Any], video: Tensor, generated: Sequence[int]) -> None:
-        scores = video_scores(video, generated, case["image"], codec_images[id(case)], case["real"], flow_fn, grid)
+        scores = video_scores(video, generated, case["image"], codec_images[id(case)], case["real"], flow_fn, grid,
+                              planner_px)
         scores.update(ref_index=case["ref_index"], input=case["name"])
         if case["real"] is not None:
             scores["real_flow"] = real_flow[id(case)]
@@ -330,10 +341,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seconds[arm.name] = (time.perf_counter() - t0) / len(cases)
         print(f"{arm.name}: {seconds[arm.name]:.1f} s per video", flush=True)
 
+    i2v_names = [a.name for a in arms]
     if args.tasks:
-        tasks = (("loop (defaults)", Arm("loop", guidance=1.0, steps=None), "loop"),
-                 ("expand from 3 (defaults)", Arm("expand", guidance=2.5, steps=None), "expand"))
-        for name, arm, kind in tasks:
+        # The tasks' own defaults: guidance 1 and the in-between steps for a loop, 2.5 and 25 for expansion.
+        tasks = ((Arm("loop (defaults)", guidance=1.0, steps=None), "loop"),
+                 (Arm("expand from 3 (defaults)", guidance=2.5, steps=None), "expand"))
+        arms = (*arms, *(arm for arm, _ in tasks))
+        for arm, kind in tasks:
+            name = arm.name
             t0, done = time.perf_counter(), 0
             for case in cases:
                 if kind == "loop" and case["ref_index"] == 0:
@@ -351,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     by_name = {a.name: a for a in arms}
     report: dict[str, Any] = {
         "checkpoint": args.checkpoint or "bundled", "config_attention": cfg.generator.attention,
-        "grid": {"token_px": grid[0], "block_px": grid[1]}, "size": size, "frames": frames,
+        "grid": {"token_px": grid[0], "block_px": grid[1], "planner_px": planner_px}, "size": size, "frames": frames,
         "ref_positions": positions, "inputs": [i["name"] for i in inputs], "seed": args.seed,
         "rife": flow_fn is not None, "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}", "rows": {},
@@ -371,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"\nwall time {report['wall_s']:.0f} s")
 
     if args.sheet:
-        generated = [a.name for a in arms if a.name != "baseline" and a.name in report["rows"]]
+        # Best: the image-to-video arm whose seam is nearest 1 (the sheet shows what that costs).
+        generated = [n for n in i2v_names if n != "baseline" and n in report["rows"]]
         best = min(generated, key=lambda n: abs(report["rows"][n]["seam"] - 1.0)) if generated else None
         index = min(args.sheet_input, len(cases) - 1)
         names = ["codec round trip, repeated", "baseline"] + ([best] if best else [])
@@ -381,6 +397,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                  for n in names if n in kept}
         report["sheet"] = {"path": str(contact_sheet(shown, args.sheet, [0, 1, 2, 4, frames - 1])),
                            "input": cases[index]["name"], "ref_index": cases[index]["ref_index"], "best": best}
+    if args.videos:
+        np.savez_compressed(args.videos, **{f"{n}|{cases[i]['name']}|{cases[i]['ref_index']}": v.numpy()
+                                            for n, videos in kept.items() for i, v in videos.items()})
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
     return report

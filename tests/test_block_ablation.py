@@ -44,7 +44,7 @@ def test_quick_run_report(bench, tmp_path: Path) -> None:
     out, sheet = tmp_path / "blocks.json", tmp_path / "sheet.png"
     report = bench.main(["--quick", "--arms", "baseline", "--json", str(out), "--sheet", str(sheet)])
     saved = json.loads(out.read_text())
-    assert saved["grid"] == {"token_px": 16, "block_px": 8}
+    assert saved["grid"] == {"token_px": 16, "block_px": 8, "planner_px": 32}
     assert set(saved["rows"]) == {"reference repeated", "codec round trip, repeated", "baseline"}
     # The metric's zero point: a repeated codec round trip has no token grid.
     assert abs(saved["rows"]["codec round trip, repeated"]["seam"] - 1.0) < 0.1
