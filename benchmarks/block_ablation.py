@@ -9,7 +9,7 @@ Arms (see `ARMS`): the bundled defaults (guidance 2.5, 25 DDIM steps, the checkp
 attention), no guidance (1.0) and 1.5, spatio-temporal generator attention at inference (the
 same weights: the second attention is one module, applied per spatial position across frames
 for ``temporal`` or to every token of every frame for ``spatiotemporal``, paper section 2.2),
-5, 10 and 50 steps, and the planning signal dropped (the learnt unconditional token Z_uncond
+1, 5, 10 and 50 steps, and the planning signal dropped (the learnt unconditional token Z_uncond
 only, no guidance). Reference rows, no generation: the reference repeated, its codec round trip
 repeated (the seam metric's zero point, about 1.0), the real clip and the real clip's codec
 round trip (corpus inputs only). Optionally (``--tasks``) looping and expansion from 3 real
@@ -90,6 +90,7 @@ ARMS: tuple[Arm, ...] = (
     Arm("guidance 1.5", guidance=1.5),
     Arm("spatio-temporal attn", attention="spatiotemporal"),
     Arm("spatio-temporal, guidance 1.0", guidance=1.0, attention="spatiotemporal"),
+    Arm("steps 1", steps=1),  # the network's one-shot estimate from pure noise: no sampler accumulation
     Arm("steps 5", steps=5),
     Arm("steps 10", steps=10),
     Arm("steps 50", steps=50),
@@ -179,17 +180,18 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def load_inputs(corpus: str | None, photos: int, size: int, frames: int, clips: int | None) -> list[dict[str, Any]]:
+def load_inputs(corpus: str | None, photos: int, size: int, frames: int, clips: int | None,
+                fps: float | None = 8.0) -> list[dict[str, Any]]:
     """``{"name", "clip": uint8 (frames, 3, size, size) or None, "image"}`` per input: a clip from
-    the middle of each held-out corpus video (the middle 40% of its span, decoded once), then the
-    first `photos` scikit-image photos."""
+    the middle of each held-out corpus video (the middle 40% of its span, decoded once, sampled at
+    `fps`; None: every distinct frame), then the first `photos` scikit-image photos."""
     from mardini.data import skimage_photos
     from mardini.evaluation.footage import held_out_clips
     from mardini.evaluation.image_to_video import square
 
     inputs: list[dict[str, Any]] = []
     if corpus:
-        held = held_out_clips(corpus, size, frames, clips=clips, time_range=(0.3, 0.7))
+        held = held_out_clips(corpus, size, frames, clips=clips, fps=fps, time_range=(0.3, 0.7))
         for i in range(len(held)):
             item = held[i]
             if item is not None:
@@ -232,7 +234,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def contact_sheet(rows: dict[str, Tensor], path: str | os.PathLike, columns: Sequence[int]) -> Path:
-    """A PNG with one labelled row of frames `columns` per video of `rows` (uint8 ``(T, 3, H, W)``)."""
+    """A 256-colour PNG with one labelled row of frames `columns` per video of `rows` (uint8 ``(T, 3, H, W)``)."""
     from PIL import Image, ImageDraw
 
     label_w = 150
@@ -249,7 +251,8 @@ def contact_sheet(rows: dict[str, Tensor], path: str | os.PathLike, columns: Seq
             sheet.paste(Image.fromarray(video[c].permute(1, 2, 0).numpy()), (label_w + j * w, y))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, optimize=True)
+    # 256 colours keep a docs image small (< 300 KB); token-sized blocks stay plainly visible.
+    sheet.quantize(colors=256, dither=Image.Dither.NONE).save(out, optimize=True)
     return out
 
 
@@ -261,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--corpus", help="corpus folder; one clip from each held-out video")
     p.add_argument("--clips", type=int, help="corpus clips in all (default: one per held-out video)")
+    p.add_argument("--fps", type=float, default=8.0,
+                   help="rate of the corpus clips (default 8, the bundled model's training rate; 0: native)")
     p.add_argument("--photos", type=int, default=2, help="scikit-image photos as extra references (default 2)")
     p.add_argument("--ref-positions", default="0,4", help="reference positions, comma-separated (default 0,4)")
     p.add_argument("--arms", help="only these arms (names of ARMS, comma-separated)")
@@ -288,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         arms = tuple(a for a in arms if a.name in wanted)
     positions = [int(x) for x in args.ref_positions.split(",")]
     inputs = load_inputs(None if args.quick else args.corpus, 1 if args.quick else args.photos, size, frames,
-                         args.clips)
+                         args.clips, args.fps or None)
     flow_fn: FlowFn | None = None
     if not (args.quick or args.no_flow):
         from mardini.evaluation.rife import RIFE
@@ -367,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "checkpoint": args.checkpoint or "bundled", "config_attention": cfg.generator.attention,
         "grid": {"token_px": grid[0], "block_px": grid[1], "planner_px": planner_px}, "size": size, "frames": frames,
-        "ref_positions": positions, "inputs": [i["name"] for i in inputs], "seed": args.seed,
+        "ref_positions": positions, "fps": args.fps or "native", "inputs": [i["name"] for i in inputs], "seed": args.seed,
         "rife": flow_fn is not None, "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}", "rows": {},
     }
