@@ -9,13 +9,14 @@ Arms (see `ARMS`): the bundled defaults (guidance 2.5, 25 DDIM steps, the checkp
 attention), no guidance (1.0) and 1.5, spatio-temporal generator attention at inference (the
 same weights: the second attention is one module, applied per spatial position across frames
 for ``temporal`` or to every token of every frame for ``spatiotemporal``, paper section 2.2),
-1, 5, 10 and 50 steps, and the planning signal dropped (the learnt unconditional token Z_uncond
-only, no guidance). Reference rows, no generation: the reference repeated, its codec round trip
+1, 5, 10 and 50 steps, the planning signal dropped (the learnt unconditional token Z_uncond
+only, no guidance), and the frames diffused around a copy of the reference (prior
+``reference_interpolation``) at 25 and 1 steps. Reference rows, no generation: the reference repeated, its codec round trip
 repeated (the seam metric's zero point, about 1.0), the real clip and the real clip's codec
 round trip (corpus inputs only). Optionally (``--tasks``) looping and expansion from 3 real
-frames with their task defaults.
+frames with their task defaults, and a loop sampled from noise (prior off, 25 steps).
 
-Inputs: one 9-frame clip from the middle of each held-out corpus video (``--corpus``, split
+Inputs: one 9-frame clip at ``--fps`` (default 8) from the middle of each held-out corpus video (``--corpus``, split
 ``heldout``; the reference is one of its frames and the clip is the real continuation) and a
 few scikit-image photos (no real clip). Each is used with the reference first (position 0) and
 in the middle (position 4).
@@ -50,6 +51,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -64,7 +66,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from mardini.diffusion import diffusion_prior, guided_denoiser, sample_ddim  # noqa: E402
+from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, sample_ddim  # noqa: E402
 from mardini.evaluation.artefacts import consecutive_flows, flow_magnitude, seam, sharpness  # noqa: E402
 from mardini.evaluation.metrics import psnr, ssim  # noqa: E402
 from mardini.pipeline import MarDiniPipeline, frames_to_tensor, to_uint8  # noqa: E402
@@ -75,13 +77,15 @@ FlowFn = Callable[[Tensor, Tensor], Tensor]
 @dataclass(frozen=True)
 class Arm:
     """One inference setting. ``steps=None``: the pipeline's default for the mask; ``attention=None``:
-    the checkpoint's generator attention; ``plan=False``: Z_uncond only (no planning signal)."""
+    the checkpoint's generator attention; ``plan=False``: Z_uncond only (no planning signal);
+    ``prior``: a `DiffusionConfig.prior` to sample with instead of the checkpoint's (None: its own)."""
 
     name: str
     guidance: float = 2.5
     steps: int | None = 25
     attention: str | None = None
     plan: bool = True
+    prior: str | None = None
 
 
 ARMS: tuple[Arm, ...] = (
@@ -95,6 +99,10 @@ ARMS: tuple[Arm, ...] = (
     Arm("steps 10", steps=10),
     Arm("steps 50", steps=50),
     Arm("no planning signal", guidance=1.0, plan=False),
+    # The frames diffused around a copy of the reference (scale prior_scale) instead of around 0:
+    # the structure the in-betweens get from their prior, never trained for frames beyond references.
+    Arm("reference prior, 25 steps", prior="reference_interpolation"),
+    Arm("reference prior, 1 step", steps=1, prior="reference_interpolation"),
 )
 QUICK_ARMS: tuple[Arm, ...] = (Arm("baseline", steps=2), Arm("guidance 1.0", guidance=1.0, steps=2),
                                Arm("spatio-temporal attn", steps=2, attention="spatiotemporal"))
@@ -119,14 +127,16 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
     high = high_known.new_zeros(1, num_frames, *high_known.shape[2:])
     low = low_known.new_zeros(1, num_frames, *low_known.shape[2:])
     high[:, list(positions)], low[:, list(positions)] = high_known, low_known
-    steps = arm.steps if arm.steps is not None else pipe.default_steps(mask)
+    diffusion = pipe.config.diffusion if arm.prior is None else dataclasses.replace(pipe.config.diffusion,
+                                                                                     prior=arm.prior)
+    steps = arm.steps if arm.steps is not None else default_steps(diffusion, mask)
     plan = pipe.model.planner(low.to(pipe.dtype), mask) if arm.plan else None
     # Same weights; only the second attention's pattern changes (None: the configured one).
     network = functools.partial(pipe.model.generator, attention=arm.attention)
     guided = guided_denoiser(network, mask, plan, arm.guidance)  # type: ignore[arg-type]
     rng = torch.Generator(device=pipe.device).manual_seed(seed)
     latents = sample_ddim(lambda x, t: guided(x.to(pipe.dtype), t).float(), high.float(), mask, pipe.scheduler,
-                          steps, rng=rng, prior=diffusion_prior(pipe.config.diffusion, high, mask))
+                          steps, rng=rng, prior=diffusion_prior(diffusion, high, mask))
     return torch.from_numpy(to_uint8(pipe.decode(latents)[0])).permute(0, 3, 1, 2).contiguous()
 
 
@@ -212,15 +222,18 @@ def fmt(value: float, digits: int = 3) -> str:
 
 def markdown(report: dict[str, Any]) -> str:
     """The main table and the seam-by-frame table."""
-    lines = ["| arm | guidance | steps | attention | plan | seam | planner seam | sharpness | flow (px) | motion | "
+    lines = ["| arm | guidance | steps | attention | plan | prior | seam | planner seam | sharpness | flow (px) | "
+             "motion | "
              "SSIM last | PSNR real (dB) | s / video |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in report["rows"].items():
         arm = row.get("arm")
-        setting = ("-", "-", "-", "-") if arm is None else (
+        setting = ("-", "-", "-", "-", "-") if arm is None else (
             f"{arm['guidance']:g}", "default" if arm["steps"] is None else str(arm["steps"]),
-            arm["attention"] or report["config_attention"], "yes" if arm["plan"] else "Z_uncond")
-        lines.append(f"| {name} | {' | '.join(setting)} | {fmt(row['seam'])} | {fmt(row['seam_planner'])} | {fmt(row['sharpness'])} | "
+            arm["attention"] or report["config_attention"], "yes" if arm["plan"] else "Z_uncond",
+            arm.get("prior") or report["config_prior"])
+        lines.append(f"| {name} | {' | '.join(setting)} | {fmt(row['seam'])} | {fmt(row['seam_planner'])} | "
+                     f"{fmt(row['sharpness'])} | "
                      f"{fmt(row['flow'])} | {fmt(row['motion'])} | {fmt(row['ssim_last'])} | "
                      f"{fmt(row['psnr_real'], 2)} | {fmt(row.get('seconds_per_video', math.nan), 1)} |")
     frames = max(len(r["seam_by_frame_ref_first"]) for r in report["rows"].values())
@@ -260,7 +273,8 @@ def contact_sheet(rows: dict[str, Tensor], path: str | os.PathLike, columns: Seq
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="checkpoint folder (default: the bundled model)")
     p.add_argument("--corpus", help="corpus folder; one clip from each held-out video")
     p.add_argument("--clips", type=int, help="corpus clips in all (default: one per held-out video)")
@@ -268,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    help="rate of the corpus clips (default 8, the bundled model's training rate; 0: native)")
     p.add_argument("--photos", type=int, default=2, help="scikit-image photos as extra references (default 2)")
     p.add_argument("--ref-positions", default="0,4", help="reference positions, comma-separated (default 0,4)")
-    p.add_argument("--arms", help="only these arms (names of ARMS, comma-separated)")
+    p.add_argument("--arms", help="only these arms (names of ARMS, separated by ';')")
+    p.add_argument("--only-tasks", action="store_true", help="no image-to-video arm, only --tasks")
     p.add_argument("--tasks", action="store_true", help="also looping and expansion from 3 real frames, defaults")
     p.add_argument("--seed", type=int, default=0, help="seed of input k is seed + k, the same in every arm")
     p.add_argument("--no-flow", action="store_true", help="skip RIFE flow (motion columns n/a)")
@@ -289,8 +304,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     planner_px = round(cfg.vae_downsample * cfg.planner.patch_size / cfg.low_res_factor)
     arms = QUICK_ARMS if args.quick else ARMS
     if args.arms:
-        wanted = [a.strip() for a in args.arms.split(",")]
+        wanted = [a.strip() for a in args.arms.split(";")]
         arms = tuple(a for a in arms if a.name in wanted)
+    if args.only_tasks:
+        arms = ()
     positions = [int(x) for x in args.ref_positions.split(",")]
     inputs = load_inputs(None if args.quick else args.corpus, 1 if args.quick else args.photos, size, frames,
                          args.clips, args.fps or None)
@@ -350,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.tasks:
         # The tasks' own defaults: guidance 1 and the in-between steps for a loop, 2.5 and 25 for expansion.
         tasks = ((Arm("loop (defaults)", guidance=1.0, steps=None), "loop"),
+                 # The in-betweens from pure noise, as stage 2 trained them: is the mosaic i2v's alone?
+                 (Arm("loop, no prior, 25 steps", guidance=1.0, steps=25, prior="none"), "loop"),
                  (Arm("expand from 3 (defaults)", guidance=2.5, steps=None), "expand"))
         arms = (*arms, *(arm for arm, _ in tasks))
         for arm, kind in tasks:
@@ -371,8 +390,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     by_name = {a.name: a for a in arms}
     report: dict[str, Any] = {
         "checkpoint": args.checkpoint or "bundled", "config_attention": cfg.generator.attention,
+        "config_prior": cfg.diffusion.prior,
         "grid": {"token_px": grid[0], "block_px": grid[1], "planner_px": planner_px}, "size": size, "frames": frames,
-        "ref_positions": positions, "fps": args.fps or "native", "inputs": [i["name"] for i in inputs], "seed": args.seed,
+        "ref_positions": positions, "fps": args.fps or "native", "inputs": [i["name"] for i in inputs],
+        "seed": args.seed,
         "rife": flow_fn is not None, "machine": f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}", "rows": {},
     }
