@@ -78,7 +78,8 @@ FlowFn = Callable[[Tensor, Tensor], Tensor]
 class Arm:
     """One inference setting. ``steps=None``: the pipeline's default for the mask; ``attention=None``:
     the checkpoint's generator attention; ``plan=False``: Z_uncond only (no planning signal);
-    ``prior``: a `DiffusionConfig.prior` to sample with instead of the checkpoint's (None: its own)."""
+    ``prior`` / ``prior_scale``: `DiffusionConfig` values to sample with instead of the checkpoint's
+    (None: its own)."""
 
     name: str
     guidance: float = 2.5
@@ -86,6 +87,7 @@ class Arm:
     attention: str | None = None
     plan: bool = True
     prior: str | None = None
+    prior_scale: float | None = None
 
 
 ARMS: tuple[Arm, ...] = (
@@ -103,6 +105,8 @@ ARMS: tuple[Arm, ...] = (
     # the structure the in-betweens get from their prior, never trained for frames beyond references.
     Arm("reference prior, 25 steps", prior="reference_interpolation"),
     Arm("reference prior, 1 step", steps=1, prior="reference_interpolation"),
+    # Scale 1: the residual around the copy is noised as much as a latent, room for more motion.
+    Arm("reference prior x1.0, 25 steps", prior="reference_interpolation", prior_scale=1.0),
 )
 QUICK_ARMS: tuple[Arm, ...] = (Arm("baseline", steps=2), Arm("guidance 1.0", guidance=1.0, steps=2),
                                Arm("spatio-temporal attn", steps=2, attention="spatiotemporal"))
@@ -127,8 +131,11 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
     high = high_known.new_zeros(1, num_frames, *high_known.shape[2:])
     low = low_known.new_zeros(1, num_frames, *low_known.shape[2:])
     high[:, list(positions)], low[:, list(positions)] = high_known, low_known
-    diffusion = pipe.config.diffusion if arm.prior is None else dataclasses.replace(pipe.config.diffusion,
-                                                                                     prior=arm.prior)
+    diffusion = pipe.config.diffusion
+    if arm.prior is not None:
+        diffusion = dataclasses.replace(diffusion, prior=arm.prior)
+    if arm.prior_scale is not None:
+        diffusion = dataclasses.replace(diffusion, prior_scale=arm.prior_scale)
     steps = arm.steps if arm.steps is not None else default_steps(diffusion, mask)
     plan = pipe.model.planner(low.to(pipe.dtype), mask) if arm.plan else None
     # Same weights; only the second attention's pattern changes (None: the configured one).
