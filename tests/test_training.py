@@ -116,7 +116,24 @@ def test_switching_the_prior_zeroes_only_the_output_layer(recipe, codec_dir):
     assert torch.equal(moved.generator.out_proj.weight, kept.generator.out_proj.weight)
 
 
-def test_previews_write_their_block_and_sharpness_scores(tmp_path, codec_dir):
+class _Scalars:
+    """A stand-in TensorBoard writer (the package is optional) that keeps what it is given."""
+
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def close(self):
+        pass
+
+
+def test_previews_write_their_block_and_sharpness_scores(tmp_path, codec_dir, monkeypatch):
+    import mardini.training.trainer as trainer
+
+    writer = _Scalars()
+    monkeypatch.setattr(trainer, "_tensorboard", lambda out_dir: writer)
     # Interpolation masks: first and last frames given, the 3 between generated.
     cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=4", "sample_every=2",
                  "checkpoint_every=100")
@@ -129,6 +146,8 @@ def test_previews_write_their_block_and_sharpness_scores(tmp_path, codec_dir):
         assert math.isfinite(r["preview_seam"]) and r["preview_seam"] > 0
         assert math.isfinite(r["preview_sharpness"]) and r["preview_sharpness"] > 0
     assert len(_losses(tmp_path / "run")) == 4  # the loss records are unchanged
+    logged = [(tag, step) for tag, _, step in writer.scalars if tag.startswith("preview/")]
+    assert logged == [("preview/seam", 2), ("preview/sharpness", 2), ("preview/seam", 4), ("preview/sharpness", 4)]
 
 
 def _tiles(frames: torch.Tensor, token: int, levels: float = 12.0) -> torch.Tensor:
@@ -299,6 +318,7 @@ def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, co
     # FSDP (sharded weights and optimiser state) trains the same model on the same data.
     _torchrun(tmp_path, tmp_path / "fsdp", f"codec={codec_dir}", "steps=3", "distributed=fsdp", "sample_every=3")
     assert (tmp_path / "fsdp" / "samples" / "step-0000003.gif").exists()  # sampling with sharded weights
+    assert [r["step"] for r in _previews(tmp_path / "fsdp")] == [3]  # scored once, by rank 0
     ddp_weights = load_file(run / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     fsdp_weights = load_file(tmp_path / "fsdp" / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     assert ddp_weights.keys() == fsdp_weights.keys()
