@@ -179,7 +179,8 @@ def test_preview_scores_see_a_token_mosaic_only_in_generated_frames():
     given_only = torch.where(generate[:, None, None, None], truth, tiled)
     assert 0.85 < preview_scores(truth, given_only, generate, config)["preview_seam"] < 1.15
     # Blurrier than the truth (a 3x3 box blur): sharpness well below 1.
-    blurred = torch.nn.functional.avg_pool2d(truth.float(), 3, stride=1, padding=1, count_include_pad=False).round().to(torch.uint8)
+    blurred = torch.nn.functional.avg_pool2d(truth.float(), 3, stride=1, padding=1, count_include_pad=False)
+    blurred = blurred.round().to(torch.uint8)
     assert preview_scores(truth, blurred, generate, config)["preview_sharpness"] < 0.5
     assert preview_scores(truth, truth, torch.zeros(5, dtype=torch.bool), config) is None
 
