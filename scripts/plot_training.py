@@ -2,7 +2,9 @@
 
 Each run gets its own panel: the logged loss (faint) and a moving average (bold) against the
 optimizer step, with the run's wall time in the title. Works for ``mardini train`` and
-``mardini train-vae`` runs alike; the autoencoder panel also shows its training-batch PSNR.
+``mardini train-vae`` runs alike; the autoencoder panel also shows its training-batch PSNR, and a
+``mardini train`` run with ``sample_every`` its preview scores (``preview_seam``,
+``preview_sharpness``: 1 = as real) on a second axis.
 
 Usage::
 
@@ -25,6 +27,14 @@ def read_metrics(run: Path) -> list[dict]:
     if not path.is_file():
         raise SystemExit(f"{run} has no metrics.jsonl; pass the --out folder of a `mardini train(-vae)` run")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def split_records(records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """``(loss records, preview-score records)``: a preview's scores are a record of their own
+    (``step`` and ``preview_*`` keys, no loss), written when `sample_every` makes a preview."""
+    losses = [r for r in records if "loss" in r]
+    previews = [r for r in records if "loss" not in r and any(k.startswith("preview_") for k in r)]
+    return losses, previews
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -58,7 +68,9 @@ def plot(runs: list[Path], out: Path, window: int = 25) -> None:
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.4 * rows), squeeze=False)
     for ax, run in zip(axes.flat, runs):
-        records = read_metrics(run)
+        records, previews = split_records(read_metrics(run))
+        if not records:
+            raise SystemExit(f"{run}/metrics.jsonl has no loss records")
         steps = [r["step"] for r in records]
         loss = [r["loss"] for r in records]
         ax.plot(steps, loss, color="tab:blue", alpha=0.25, linewidth=0.8)
@@ -72,6 +84,16 @@ def plot(runs: list[Path], out: Path, window: int = 25) -> None:
             twin.plot(steps, moving_average([r["psnr"] for r in records], window), color="tab:orange",
                       linewidth=1.2, label="batch PSNR (dB)")
             twin.set_ylabel("PSNR (dB)", color="tab:orange")
+        elif previews:  # the generator's previews: token-grid seam and sharpness, both 1 when as real
+            twin = ax.twinx()
+            for key, colour in (("preview_seam", "tab:red"), ("preview_sharpness", "tab:green")):
+                points = [(r["step"], r[key]) for r in previews if key in r]
+                if points:
+                    twin.plot(*zip(*points), color=colour, marker="o", markersize=3, linewidth=1.0,
+                              label=key.removeprefix("preview_"))
+            twin.axhline(1.0, color="grey", linestyle=":", linewidth=0.8)
+            twin.set_ylabel("preview seam / sharpness (1 = as real)")
+            twin.legend(loc="upper right", fontsize=7)
         ax.set_ylabel("loss (log)")
     for ax in list(axes.flat)[len(runs):]:
         ax.axis("off")

@@ -102,7 +102,12 @@ def test_plot_training_writes_a_png_per_run(tmp_path: Path) -> None:
         run = tmp_path / name
         run.mkdir()
         lines = [json.dumps({"step": s, "loss": 1.0 / s, "time": 100.0 + 2 * s, **extra}) for s in range(1, 40)]
+        if name == "stage2":  # a preview-score record every 10 steps, between the loss records
+            lines += [json.dumps({"step": s, "preview_seam": 1.9 - s / 40, "preview_sharpness": 0.5,
+                                  "preview_generated_frames": 3}) for s in range(10, 40, 10)]
         (run / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    losses, previews = plot_training.split_records(plot_training.read_metrics(tmp_path / "stage2"))
+    assert len(losses) == 39 and [r["step"] for r in previews] == [10, 20, 30]
     out = tmp_path / "curves.png"
     assert plot_training.main([str(tmp_path / "vae"), str(tmp_path / "stage2"), "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -28,8 +29,17 @@ def _stage(name, codec_dir, *overrides):
     return load_stage_config(CONFIGS / f"{name}.yaml", [f"codec={codec_dir}", *overrides])
 
 
+def _records(run):
+    return [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+
+
 def _losses(run):
-    return [json.loads(line)["loss"] for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    """The logged losses; preview-score records (``preview_*``, no loss) are left out."""
+    return [r["loss"] for r in _records(run) if "loss" in r]
+
+
+def _previews(run):
+    return [r for r in _records(run) if "preview_seam" in r]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +79,8 @@ def test_every_stage_runs_from_the_previous_checkpoint(recipe):
         with Image.open(run.parent.parent / "samples" / "step-0000004.gif") as gif:
             # Stage 1b shows the planner's head reconstruction, at the planner's (low) resolution.
             assert gif.n_frames == 5 and gif.size == ((32, 64) if name == "stage1b_planner" else (64, 128))
+        # Each generator preview is scored (stage 1b previews the planner's reconstruction: none).
+        assert [r["step"] for r in _previews(run.parent.parent)] == ([] if name == "stage1b_planner" else [4])
 
 
 def test_stage_checkpoint_loads_in_the_pipeline(recipe):
@@ -102,6 +114,75 @@ def test_switching_the_prior_zeroes_only_the_output_layer(recipe, codec_dir):
                                       "prior=between_references"))
     assert moved.config.diffusion.prior == "between_references"
     assert torch.equal(moved.generator.out_proj.weight, kept.generator.out_proj.weight)
+
+
+class _Scalars:
+    """A stand-in TensorBoard writer (the package is optional) that keeps what it is given."""
+
+    def __init__(self):
+        self.scalars = []
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def close(self):
+        pass
+
+
+def test_previews_write_their_block_and_sharpness_scores(tmp_path, codec_dir, monkeypatch):
+    import mardini.training.trainer as trainer
+
+    writer = _Scalars()
+    monkeypatch.setattr(trainer, "_tensorboard", lambda out_dir: writer)
+    # Interpolation masks: first and last frames given, the 3 between generated.
+    cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=4", "sample_every=2",
+                 "checkpoint_every=100")
+    train(cfg, tmp_path / "run", progress=False)
+    previews = _previews(tmp_path / "run")
+    assert [r["step"] for r in previews] == [2, 4]
+    for r in previews:
+        assert r.keys() == {"step", "preview_seam", "preview_sharpness", "preview_generated_frames"}
+        assert r["preview_generated_frames"] == 3
+        assert math.isfinite(r["preview_seam"]) and r["preview_seam"] > 0
+        assert math.isfinite(r["preview_sharpness"]) and r["preview_sharpness"] > 0
+    assert len(_losses(tmp_path / "run")) == 4  # the loss records are unchanged
+    logged = [(tag, step) for tag, _, step in writer.scalars if tag.startswith("preview/")]
+    assert logged == [("preview/seam", 2), ("preview/sharpness", 2), ("preview/seam", 4), ("preview/sharpness", 4)]
+
+
+def _tiles(frames: torch.Tensor, token: int, levels: float = 12.0) -> torch.Tensor:
+    """Each token-sized tile shifted by its own brightness offset: the image-to-video block mosaic."""
+    h, w = frames.shape[-2:]
+    offsets = (torch.rand(1, 1, h // token, w // token, generator=torch.Generator().manual_seed(0)) - 0.5) * 2 * levels
+    offsets = offsets.repeat_interleave(token, -2).repeat_interleave(token, -1)
+    return (frames.float() + offsets).round().clamp(0, 255).to(torch.uint8)
+
+
+def test_preview_scores_see_a_token_mosaic_only_in_generated_frames():
+    from mardini.config import get_preset
+    from mardini.training.trainer import preview_scores
+
+    config = get_preset("mardini-tiny")  # 8-px codec, patch size 2: 16-px tokens
+    # A smooth image with fine texture (not aligned to any grid), 5 frames.
+    y, x = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    smooth = 128 + 50 * torch.sin(x / 16.0 + y / 23.0)
+    texture = torch.rand(5, 3, 64, 64, generator=torch.Generator().manual_seed(1)) * 6
+    truth = (smooth + texture).round().clamp(0, 255).to(torch.uint8)
+    generate = torch.tensor([False, True, True, True, False])
+    clean = preview_scores(truth, truth, generate, config)
+    assert clean["preview_generated_frames"] == 3
+    assert 0.85 < clean["preview_seam"] < 1.15, clean
+    assert clean["preview_sharpness"] == pytest.approx(1.0)
+    tiled = _tiles(truth, 16)
+    assert preview_scores(truth, tiled, generate, config)["preview_seam"] > 2.0
+    # The mosaic only in the given (copied) frames is not the generator's: it does not count.
+    given_only = torch.where(generate[:, None, None, None], truth, tiled)
+    assert 0.85 < preview_scores(truth, given_only, generate, config)["preview_seam"] < 1.15
+    # Blurrier than the truth (a 3x3 box blur): sharpness well below 1.
+    blurred = torch.nn.functional.avg_pool2d(truth.float(), 3, stride=1, padding=1, count_include_pad=False)
+    blurred = blurred.round().to(torch.uint8)
+    assert preview_scores(truth, blurred, generate, config)["preview_sharpness"] < 0.5
+    assert preview_scores(truth, truth, torch.zeros(5, dtype=torch.bool), config) is None
 
 
 @pytest.mark.parametrize("stage", ["stage2_joint_interpolation", "stage1a_generator", "stage1b_planner"])
@@ -238,6 +319,7 @@ def test_two_process_torchrun_keeps_ranks_in_sync_on_different_data(tmp_path, co
     # FSDP (sharded weights and optimiser state) trains the same model on the same data.
     _torchrun(tmp_path, tmp_path / "fsdp", f"codec={codec_dir}", "steps=3", "distributed=fsdp", "sample_every=3")
     assert (tmp_path / "fsdp" / "samples" / "step-0000003.gif").exists()  # sampling with sharded weights
+    assert [r["step"] for r in _previews(tmp_path / "fsdp")] == [3]  # scored once, by rank 0
     ddp_weights = load_file(run / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     fsdp_weights = load_file(tmp_path / "fsdp" / "checkpoints" / "step-0000003" / "training" / "weights.safetensors")
     assert ddp_weights.keys() == fsdp_weights.keys()

@@ -213,8 +213,12 @@ def _tensorboard(out_dir: Path) -> Any:
 
 @torch.no_grad()
 def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: Tensor, z_low: Tensor,
-                  generate: Tensor, path: Path | None) -> None:
-    """A GIF of the current weights on one training clip: codec round trip above, prediction below."""
+                  generate: Tensor, path: Path | None) -> tuple[Tensor, Tensor]:
+    """A GIF of the current weights on one training clip: codec round trip above, prediction below.
+
+    Returns the two decoded rows, ``(truth, predicted)`` uint8 frames ``(T, 3, H, W)`` on the CPU,
+    so the preview's scores reuse them instead of decoding again.
+    """
     from mardini.diffusion import default_steps, guided_denoiser, sample_ddim
     from mardini.io import write_gif
 
@@ -234,10 +238,43 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
         truth = z_high
     rows = [((codec.decode(z.to(next(codec.parameters()).device))[0] + 1) * 127.5).round().clamp(0, 255)
             for z in (truth, predicted)]
-    frames = torch.cat(rows, dim=-2).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    truth_frames, predicted_frames = (row.to(torch.uint8).cpu() for row in rows)
     if path is not None:
-        write_gif(frames, path)
+        write_gif(torch.cat([truth_frames, predicted_frames], dim=-2).permute(0, 2, 3, 1).numpy(), path)
     model.train(was_training)
+    return truth_frames, predicted_frames
+
+
+def preview_scores(truth: Tensor, predicted: Tensor, generate: Tensor, config: MarDiniConfig) -> dict[str, Any] | None:
+    """The flow-free scores of `mardini.evaluation.artefacts` on a preview's generated frames.
+
+    `truth` and `predicted` are the preview's decoded rows ``(T, 3, H, W)`` (uint8, or float in
+    [0, 1]), `generate` its ``(T,)`` mask. ``preview_seam`` is `seam` on the generator's token grid
+    (1.0: no grid; a block mosaic scores well above 1), ``preview_sharpness`` the generated frames'
+    `sharpness` over the truth's same frames, both decoded by the same codec so its own blur and
+    8-px grid cancel. Only generated frames count (references are copied, not made); None when
+    there is none. A score the frames cannot give (too small for the grid, flat truth) is left out.
+    """
+    from mardini.evaluation.artefacts import seam, sharpness
+    from mardini.evaluation.interpolation import model_grid
+
+    generated = generate.reshape(-1).bool().cpu()
+    if generated.shape[0] != predicted.shape[0]:
+        raise ValueError(f"a mask of {generated.shape[0]} frames for a preview of {predicted.shape[0]}")
+    if not generated.any():
+        return None
+    made, real = predicted[generated], truth[generated]
+    token, block = model_grid(config)
+    scores: dict[str, Any] = {}
+    try:
+        scores["preview_seam"] = seam(made, token=token, block=block)
+    except ValueError:  # frames smaller than two tokens: no grid to measure
+        pass
+    sharp = sharpness(made, real)
+    if math.isfinite(sharp):  # a flat truth gives NaN, which is not JSON
+        scores["preview_sharpness"] = sharp
+    scores["preview_generated_frames"] = int(generated.sum())
+    return scores
 
 
 def _full(tensor: Tensor) -> Tensor:
@@ -559,9 +596,20 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                 path = out_dir / "samples" / f"step-{step:07d}.gif" if rank == 0 else None
                 if sharded:  # the root's own weights (embeddings, tokens) are gathered by hand here
                     objective.unshard()
-                _write_sample(model, codec, cfg, z_high, z_low, generate, path)
+                truth_frames, predicted_frames = _write_sample(model, codec, cfg, z_high, z_low, generate, path)
                 if sharded:
                     objective.reshard()
+                # The loss never showed the generator's 16-px block mosaic (issue 14): score it here.
+                # Stage 1b previews the planner's reconstruction, not a generation: nothing to score.
+                scores = (preview_scores(truth_frames, predicted_frames, generate[0], model.config)
+                          if rank == 0 and cfg.train != "planner" else None)
+                if scores is not None:
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps({"step": step, **scores}) + "\n")
+                    if tensorboard is not None:
+                        for key in ("preview_seam", "preview_sharpness"):
+                            if key in scores:
+                                tensorboard.add_scalar(f"preview/{key.removeprefix('preview_')}", scores[key], step)
             if step % cfg.checkpoint_every == 0:
                 last_checkpoint = save() or last_checkpoint
         if stop["signal"] is not None or step == total:
