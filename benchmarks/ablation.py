@@ -123,7 +123,7 @@ def stage(args: argparse.Namespace, name: str, kind: str, init: Path, masks: Mas
 
 def loss_curve(run: Path) -> list[tuple[int, float]]:
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    return [(int(r["step"]), float(r["loss"])) for r in records]
+    return [(int(r["step"]), float(r["loss"])) for r in records if "loss" in r]  # preview records have none
 
 
 def curve_summary(curve: list[tuple[int, float]]) -> dict[str, float]:

@@ -61,7 +61,8 @@ def run_arm(preset: str, codec_dir: Path, data: dict, frames: int, size: int, ba
     started = time.time()
     train(cfg, run, progress=False)
     wall = time.time() - started
-    stamps = [json.loads(line)["time"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    stamps = [r["time"] for r in records if "loss" in r]  # step records; preview records carry no time
     step_times = [b - a for a, b in zip(stamps[warmup - 1:], stamps[warmup:])]
     step = statistics.median(step_times)
     gen_tokens, plan_tokens = tokens_per_clip(preset, frames, size)
