@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from mardini import io, limits, tasks
+from mardini.data.sources import natural_key
 from mardini.demo import DEMO_INPUTS
 from mardini.pipeline import MarDiniPipeline, VideoOutput
 
@@ -381,7 +382,8 @@ def _cli_path(upload: str) -> str:
 
 
 def _natural_key(path: str) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", Path(path).name)]
+    """Uploads and frame files ordered by file name, numbers by value (frame_2 before frame_10)."""
+    return natural_key(Path(path).name)
 
 
 def one_line(err: BaseException) -> str:
