@@ -8,6 +8,7 @@ untrained tiny one and the interpolation test saves its screenshot there (the RE
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -15,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,12 +61,16 @@ def server(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> I
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"mardini ui exited with {proc.returncode}:\n{log.read_text()}")
+            # A direct loopback connection: urllib would honour a proxy from the environment.
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    if response.status == 200:
-                        break
+                connection.request("GET", "/")
+                if connection.getresponse().status == 200:
+                    break
             except OSError:
                 pass
+            finally:
+                connection.close()
             if time.monotonic() > deadline:
                 pytest.fail(f"mardini ui did not answer on {url} within {START_TIMEOUT} s:\n{log.read_text()}")
             time.sleep(1)
