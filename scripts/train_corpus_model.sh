@@ -29,9 +29,15 @@ latents() { echo "data={kind: latents, path: $1}"; }
 log "corpus"
 [ -f "$RUNS/corpus/manifest.jsonl" ] || mardini corpus build --out "$RUNS/corpus"
 
+# The codec fixes the latent space every later step works in: 1600 steps of configs/vae_corpus.yaml
+# (the discriminator from step 1000 at weight 0.1), 400 more with weight 0.3, then it stops (the
+# schedule stays the config's 4000 steps). Sharpening the decoder further keeps that latent space
+# (configs/vae_corpus_decoder.yaml, beside the transformers; `mardini export --codec`).
 log "codec"
 two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" --resume --quiet \
-    --override "$(corpus_data 3 1 1500)"
+    --override "$(corpus_data 3 1 1500)" --max-steps 1600
+two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" --resume --quiet \
+    --override "$(corpus_data 3 1 1500)" --override adversarial_weight=0.3 --max-steps 2000
 
 log "warm-up stages | latent caches"
 (

@@ -105,6 +105,21 @@ def test_adversarial_training_saves_the_discriminator_and_resumes_exactly(tmp_pa
     assert not torch.equal(weights(plain)["decoder.0.weight"], weights(full)["decoder.0.weight"])
 
 
+def test_a_run_from_an_adversarial_checkpoint_keeps_its_discriminator(tmp_path):
+    cfg = dict(adversarial_weight=0.5, adversarial_start=1, disc_width=8, disc_layers=2)
+    first = train_vae(tiny_config(**cfg), tmp_path / "first", progress=False)
+    # Decoder-only from that run, the discriminator not trained yet (adversarial_start not reached):
+    # the saved discriminator is the init's, not a fresh one.
+    tuned = train_vae(tiny_config(init=str(tmp_path / "first"), decoder_only=True, steps=2,
+                                  **{**cfg, "adversarial_start": 5}), tmp_path / "tuned", progress=False)
+    a = load_file(str(first / "training" / "discriminator.safetensors"))
+    b = load_file(str(tuned / "training" / "discriminator.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="disc_width=16"):
+        train_vae(tiny_config(init=str(tmp_path / "first"), decoder_only=True, **{**cfg, "disc_width": 16}),
+                  tmp_path / "wide", progress=False)
+
+
 def test_train_vae_rejects_negative_loss_weights(tmp_path):
     (tmp_path / "vae.yaml").write_text("adversarial_weight: -1\n")
     with pytest.raises(ValueError, match="adversarial_weight must be >= 0"):

@@ -146,15 +146,21 @@ def _trainable_parameters(model: FrameAutoencoder, cfg: VaeTrainConfig) -> list[
     return [p for p in model.parameters() if p.requires_grad]
 
 
-def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
+def _init_folder(cfg: VaeTrainConfig) -> Path | None:
+    """The checkpoint ``init`` names: itself, or the newest checkpoint of a train-vae run folder."""
     if cfg.init is None:
+        return None
+    candidates = list_checkpoints(Path(cfg.init))
+    return candidates[-1] if candidates else Path(cfg.init)
+
+
+def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
+    folder = _init_folder(cfg)
+    if folder is None:
         return FrameAutoencoder(FrameAutoencoderConfig(latent_channels=cfg.latent_channels, width=cfg.width,
                                                        depth=cfg.depth))
     from mardini.codecs.frame_autoencoder import read_config
 
-    init = Path(cfg.init)
-    candidates = list_checkpoints(init)  # a train-vae run folder: its newest checkpoint
-    folder = candidates[-1] if candidates else init
     try:
         read_config(folder)
     except (FileNotFoundError, ValueError) as e:
@@ -174,6 +180,18 @@ def _start_adversary(cfg: VaeTrainConfig) -> tuple[PatchDiscriminator, torch.opt
     if not cfg.adversarial_weight:
         return None
     discriminator = PatchDiscriminator(cfg.disc_width, cfg.disc_layers).to(memory_format=torch.channels_last).train()
+    # A run continuing a trained autoencoder (`init`, e.g. a decoder-only fine-tune) keeps its
+    # judge: a fresh discriminator against a good decoder wins at once and its first gradients
+    # are noise (docs/training.md). Only the weights: the optimiser starts anew, like the model's.
+    folder = _init_folder(cfg)
+    trained = folder / "training" / "discriminator.safetensors" if folder is not None else None
+    if trained is not None and trained.is_file():
+        state = load_file(str(trained))
+        try:
+            discriminator.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"the discriminator saved with train-vae init '{folder}' does not match disc_width="
+                             f"{cfg.disc_width}, disc_layers={cfg.disc_layers}; use the init run's values") from e
     return discriminator, torch.optim.Adam(discriminator.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
 
 
