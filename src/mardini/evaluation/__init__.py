@@ -11,8 +11,10 @@
   still regions, colour shift; `footage`: held-out evaluation clips sampled by presentation time,
   repeated frames dropped, effective rate per video (corpus folders, ``--data`` forms).
 - `interpolation`: the VIDIM-Bench protocol behind ``mardini eval interpolate`` (model, codec
-  ceiling, baselines and their ``@codec`` rows); `image_to_video`: VBench-style scores behind
-  ``mardini eval i2v``; `reporting`: JSON / Markdown helpers (docs/evaluation.md).
+  ceiling, baselines and their ``@codec`` rows); `given_frames`: one evaluation of "some frames of
+  a real clip given, the rest generated" behind ``mardini eval i2v``, ``loop`` and ``expand``
+  (`image_to_video`: its VBench-style image-to-video task under the names the CLI and the demo
+  use); `reporting`: JSON / Markdown helpers (docs/evaluation.md).
 - `efficiency`: latency by phase, peak memory, FLOPs and matmul peak for
   ``benchmarks/efficiency.py`` (imported on demand: it loads the pipeline).
 

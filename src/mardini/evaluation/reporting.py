@@ -138,6 +138,13 @@ METRIC_NOTES: dict[str, str] = {
     "motion_smoothness": "VBench motion smoothness (odd frames re-synthesised by RIFE): higher is smoother, but a "
                          "cross-fade also scores high.",
     "ref_consistency": "Mean SSIM of every frame to the given image: 1 for a still video; a real clip drifts away.",
+    "ssim_ref_last": "SSIM of the last frame to the given image's codec round trip (what a latent model can "
+                     "reproduce): is it still the same scene. Higher is better.",
+    "ssim_ref_min": "Lowest SSIM of a generated frame to the given image's codec round trip: is every frame still "
+                    "the same scene. Higher is better.",
+    "return_jump": "Loop played on repeat: the optical flow of the step from its last distinct frame back to its "
+                   "first over its mean step. About 1 returns smoothly, large is a jump back.",
+    "return_change": "As the return jump, with the mean pixel change instead of optical flow. About 1 is smooth.",
 }
 
 
