@@ -15,6 +15,8 @@ export OMP_WAIT_POLICY=PASSIVE      # idle OpenMP threads sleep instead of spinn
 one() { OMP_NUM_THREADS=1 nice "$@"; }
 two() { OMP_NUM_THREADS=2 nice "$@"; }
 log() { echo "[$(date -u +%H:%M:%S)] $*"; }
+# `--resume` refuses a run folder that does not exist yet: pass it only to runs already started.
+resume() { if [ -d "$1" ]; then echo "--resume"; fi; }
 # The configs name the corpus at ../runs/corpus (../../runs/corpus); RUNS may be elsewhere, so the
 # data specs are given here in full: WEIGHTS = video : photo weights, CLIPS = clips per epoch.
 corpus_data() {  # corpus_data W_VIDEO W_PHOTOS CLIPS
@@ -34,17 +36,17 @@ log "corpus"
 # schedule stays the config's 4000 steps). Sharpening the decoder further keeps that latent space
 # (configs/vae_corpus_decoder.yaml, beside the transformers; `mardini export --codec`).
 log "codec"
-two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" --resume --quiet \
+two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" $(resume "$RUNS/vae-corpus") --quiet \
     --override "$(corpus_data 3 1 1500)" --max-steps 1600
-two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" --resume --quiet \
+two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" $(resume "$RUNS/vae-corpus") --quiet \
     --override "$(corpus_data 3 1 1500)" --override adversarial_weight=0.3 --max-steps 2000
 
 log "warm-up stages | latent caches"
 (
   cache configs/corpus/stage1a_generator.yaml "$RUNS/cache-corpus-5x96" 3 1 2000
-  one mardini train --config configs/corpus/stage1a_generator.yaml --out "$RUNS/corpus-stage1a" --resume --quiet \
+  one mardini train --config configs/corpus/stage1a_generator.yaml --out "$RUNS/corpus-stage1a" $(resume "$RUNS/corpus-stage1a") --quiet \
       --override codec="$RUNS/vae-corpus" --override "$(latents "$RUNS/cache-corpus-5x96")"
-  one mardini train --config configs/corpus/stage1b_planner.yaml --out "$RUNS/corpus-stage1b" --resume --quiet \
+  one mardini train --config configs/corpus/stage1b_planner.yaml --out "$RUNS/corpus-stage1b" $(resume "$RUNS/corpus-stage1b") --quiet \
       --override init="$RUNS/corpus-stage1a" --override "$(latents "$RUNS/cache-corpus-5x96")"
 ) &
 warmup=$!
@@ -53,10 +55,10 @@ cache9=$!
 wait $warmup $cache9
 
 log "stage 2: joint, interpolation"
-two mardini train --config configs/corpus/stage2_joint_interpolation.yaml --out "$RUNS/corpus-stage2" --resume \
+two mardini train --config configs/corpus/stage2_joint_interpolation.yaml --out "$RUNS/corpus-stage2" $(resume "$RUNS/corpus-stage2") \
     --quiet --override init="$RUNS/corpus-stage1b" --override "$(latents "$RUNS/cache-corpus-9x128")"
 log "stage 3: joint, the masks of every task"
-two mardini train --config configs/corpus/stage3_joint_tasks.yaml --out "$RUNS/corpus-stage3" --resume \
+two mardini train --config configs/corpus/stage3_joint_tasks.yaml --out "$RUNS/corpus-stage3" $(resume "$RUNS/corpus-stage3") \
     --quiet --override init="$RUNS/corpus-stage2" --override "$(latents "$RUNS/cache-corpus-9x128")"
 
 log "export: half precision"
