@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight,
-                                            generator_adversarial_loss, gradient_loss, hinge_discriminator_loss)
+                                            generator_adversarial_loss, gradient_loss, hinge_discriminator_loss,
+                                            spectrum_loss)
 
 
 def _edges(size: int = 32) -> torch.Tensor:
@@ -44,3 +46,20 @@ def test_adaptive_weight_balances_gradient_norms():
     weight = adaptive_adversarial_weight(rec, adv, layer)
     torch.testing.assert_close(weight, torch.tensor(8.0), rtol=1e-3, atol=1e-3)
     assert not weight.requires_grad
+
+
+def test_spectrum_loss_sees_missing_detail_but_not_its_position():
+    torch.manual_seed(0)
+    texture = torch.rand(2, 3, 32, 32)
+    blurred = torch.nn.functional.avg_pool2d(texture, 3, 1, 1)
+    shifted = texture.roll(1, dims=-1)  # the same detail one pixel over (per tile, amplitudes only nearly equal)
+    assert spectrum_loss(texture, texture) == 0
+    assert spectrum_loss(blurred, texture) > 3 * spectrum_loss(shifted, texture)
+    # Pixels disagree the other way: the shift costs more L1 than the blur.
+    assert (shifted - texture).abs().mean() > (blurred - texture).abs().mean()
+    # A constant offset is the DC term only: not the spectrum's business.
+    assert spectrum_loss(texture + 0.1, texture) < 1e-5
+    with pytest.raises(ValueError, match="multiple of the tile size"):
+        spectrum_loss(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20))
+    with pytest.raises(ValueError, match="equal shapes"):
+        spectrum_loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 32, 32))

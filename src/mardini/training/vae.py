@@ -5,7 +5,8 @@ it gets its own loop. What it needs, from a feasibility probe on 2 CPU cores at 
 model's docstring for the architecture): L1 reconstruction, bf16 autocast and channels_last
 (the probe saw 2-2.5x over fp32; here a 16-frame step of the default size took 2.0 s in bf16 against
 2.9-4.0 s in fp32). PSNR alone flatters blur, so the loss adds a structural term,
-``ssim_weight * (1 - SSIM)``, an image-gradient term ``gradient_weight * L1(grad)`` and, from step
+``ssim_weight * (1 - SSIM)``, an image-gradient term ``gradient_weight * L1(grad)``, a local
+amplitude-spectrum term ``spectrum_weight * L1(|FFT|)`` and, from step
 ``adversarial_start`` on, a PatchGAN hinge loss weighted as in VQGAN (see
 :mod:`mardini.training.discriminator` for why: blur is the mean of plausible textures, and only
 a discriminator penalises it where L1 and SSIM do not).
@@ -41,7 +42,7 @@ from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
 from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
 from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, generator_adversarial_loss,
-                                            gradient_loss, hinge_discriminator_loss)
+                                            gradient_loss, hinge_discriminator_loss, spectrum_loss)
 from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
     optimizer_state_to_tensors, publish_folder
 from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingInterrupted, prepare_run_folder
@@ -66,6 +67,9 @@ class VaeTrainConfig:
     ssim_weight: float = 0.2
     #: L1 between image gradients (finite differences) of reconstruction and truth: keeps edges.
     gradient_weight: float = 0.0
+    #: Weight of `spectrum_loss` (local amplitude spectra; detail of the right strength in every
+    #: 16-px tile, wherever its phase): 0 = off.
+    spectrum_weight: float = 0.0
     #: Weight of the PatchGAN hinge loss on top of VQGAN's adaptive balance (0 = no discriminator).
     adversarial_weight: float = 0.0
     #: Step at which the discriminator starts (it and the adversarial term are off before): the
@@ -101,7 +105,7 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"size must be a multiple of 8 (the codec downsamples 8x), got {cfg.size}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got '{cfg.precision}'")
-    for name in ("gradient_weight", "adversarial_weight", "ssim_weight"):
+    for name in ("gradient_weight", "spectrum_weight", "adversarial_weight", "ssim_weight"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.adversarial_start < 0:
@@ -287,6 +291,8 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
             loss = l1 + cfg.ssim_weight * ssim_loss(recon, x)
             if cfg.gradient_weight:
                 loss = loss + cfg.gradient_weight * gradient_loss(recon, x)
+            if cfg.spectrum_weight:
+                loss = loss + cfg.spectrum_weight * spectrum_loss(recon, x)
             adversarial = adversary is not None and step >= cfg.adversarial_start
             if adversarial:
                 discriminator, disc_optimizer = adversary
