@@ -110,6 +110,8 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.adversarial_start < 0:
         raise ValueError(f"adversarial_start must be >= 0, got {cfg.adversarial_start}")
+    if cfg.spectrum_weight and cfg.size % 16:
+        raise ValueError(f"spectrum_weight compares 16-px tiles: size must be a multiple of 16, got {cfg.size}")
     if cfg.decoder_only and cfg.init is None:
         raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
     if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
