@@ -24,12 +24,14 @@ Every figure of the issue's acceptance list, measured on whole held-out videos o
 - expansion from 3 frames: ``seam`` at most 1.2.
 
 Clips (the same for every checkpoint: clip selection depends only on the corpus and the settings,
-seeds are ``--seed`` + clip index): ``--clips`` (default 3) 9-frame interpolation clips per
-held-out video and ``--task-clips`` (default 2) 9-frame clips per video for each generation task,
+seeds are ``--seed`` + clip index): ``--clips`` (default 4) 9-frame interpolation clips per
+held-out video and ``--task-clips`` (default 3) 9-frame clips per video for each generation task,
 evenly spaced over each whole video at its effective rate (repeated frames dropped, clips with a
-scene cut left out, as the evaluations do); ``--frames-per-video`` (default 12) codec frames per
-video. Each video's clips are decoded once and shared by every checkpoint and task. Steps and
-guidance are each checkpoint's defaults for the task unless ``--steps``.
+scene cut left out, as the evaluations do); ``--frames-per-video`` (default 12, as
+codec_quality.py) codec frames per video. Each video's clips are decoded once and shared by every
+checkpoint and task. Steps and guidance are each checkpoint's defaults for the task unless
+``--steps``. On the 4 held-out videos of the corpus that is 16 interpolation clips and 12 clips per
+generation task: about 17 minutes per checkpoint on 2 busy CPU cores (docs/benchmarks.md).
 
 Writes into ``--out``: per checkpoint a folder with every underlying report (``codec.json``,
 ``interpolate.json``, ``i2v_first.json``, ``i2v_middle.json``, ``loop.json``, ``expand.json``,
@@ -525,7 +527,7 @@ def acceptance_markdown(result: Mapping[str, Any]) -> str:
 
 def _with_defaults(args: argparse.Namespace) -> argparse.Namespace:
     quick = {"clips": 1, "task_clips": 1, "frames_per_video": 2, "steps": 2}
-    full = {"clips": 3, "task_clips": 2, "frames_per_video": 12, "steps": None}
+    full = {"clips": 4, "task_clips": 3, "frames_per_video": 12, "steps": None}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -546,9 +548,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--checkpoint", action="append", help="checkpoint folder, or 'bundled' (the packaged "
                         "model; the default); repeat to compare several side by side")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--clips", type=int, help="interpolation clips per held-out video (default 3; --quick 1)")
+    parser.add_argument("--clips", type=int, help="interpolation clips per held-out video (default 4; --quick 1)")
     parser.add_argument("--task-clips", type=int, help="clips per held-out video for each generation task "
-                        "(default 2; --quick 1)")
+                        "(default 3; --quick 1)")
     parser.add_argument("--frames-per-video", type=int, help="codec frames per held-out video (default 12; --quick 2)")
     parser.add_argument("--steps", type=int, help="DDIM steps (default: each checkpoint's for the task; --quick 2)")
     parser.add_argument("--size", type=int, default=128, help="frame size (default 128, the issue's)")
@@ -637,6 +639,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         wall[label]["total"] = sum(wall[label].values())
 
     criteria = evaluate_criteria(reports)
+    # The same clips for every checkpoint: the scored interpolation clips (scene cuts left out).
+    scored = {label: r["interpolate"].get("clip_list", []) for label, r in reports.items()}
+    first = next(iter(scored.values()))
     machine["load_average_end"] = [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
     result = {
         "issue": "14: acceptance on whole held-out videos of the corpus at their native frame rate, 128x128",
@@ -647,12 +652,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "taef2": taef2_note,
         "settings": {"data": args.data, "size": args.size, "frames": FRAMES, "fps": "native (effective) rate",
                      "videos": video_names, "clips_per_video": args.clips,
-                     "interpolation_clips": sum(c is not None for c in interp_clips),
+                     "interpolation_clips": len(first),
+                     "interpolation_clips_left_out": [c for c in next(iter(reports.values()))["interpolate"].get(
+                         "skipped_clips", [])],
+                     "same_clips_for_every_checkpoint": all(v == first for v in scored.values()),
                      "task_clips_per_video": args.task_clips, "task_clips": len(task_clips[0]),
                      "frames_per_video": args.frames_per_video, "codec_frames": len(frames), "steps": args.steps,
                      "seed": args.seed, "quick": args.quick, "baselines": list(BASELINES),
-                     "interpolation_clip_list": [{"source": c["source"], "start": c["start"]} for c in interp_clips
-                                                 if c is not None],
+                     "interpolation_clip_list": first,
                      "task_clip_list": task_clips[0]},
         "criteria": criteria,
         "summary": summary(criteria, list(reports)),
