@@ -330,6 +330,10 @@ def test_refinement_starts_as_the_identity_and_round_trips(frame_folder: Path, t
         torch.nn.init.normal_(refined.model.refine.out.weight, std=0.1)
     out = refined.decode(z)
     assert not torch.equal(out, base.decode(z))
+    raw = base.model.encode(smooth_frames(6, 3, 32, 48)).detach()  # sliced without gradients, whole with
+    with torch.no_grad():
+        sliced = refined.model.decode(raw)
+    torch.testing.assert_close(refined.model.decode(raw).detach(), sliced, rtol=1e-5, atol=1e-6)
     refined.save_pretrained(tmp_path / "refined")
     meta = json.loads((tmp_path / "refined" / "config.json").read_text())
     assert (meta["refine_width"], meta["format_version"]) == (8, 2)
