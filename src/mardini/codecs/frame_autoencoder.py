@@ -113,6 +113,11 @@ class Refinement(nn.Module):
     `width` channels and a 3x3 conv to RGB. That last conv starts at zero, so a refinement added
     to a trained codec (`FrameAutoencoder.with_refinement`) leaves its output exactly unchanged
     until fine-tuning moves it.
+
+    Cost, measured on one (shared) CPU thread for the default codec (width 64, depth 3) with
+    refine_width 32: a decoder-only training step of 8 frames of 128x128 in bf16 takes 1.3-1.5x
+    as long as without (2.7 s against 2.0-2.2 s, all losses and the discriminator included), and
+    decoding 1.6-1.8x (75 against 45 ms a frame in fp32); 16 channels cost 1.1x and 1.15x.
     """
 
     def __init__(self, features: int, width: int, blocks: int = 2) -> None:
