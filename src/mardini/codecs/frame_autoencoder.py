@@ -117,7 +117,7 @@ class Refinement(nn.Module):
     Cost, measured on one (shared) CPU thread for the default codec (width 64, depth 3) with
     refine_width 32: a decoder-only training step of 8 frames of 128x128 in bf16 takes 1.3-1.5x
     as long as without (2.7 s against 2.0-2.2 s, all losses and the discriminator included), and
-    decoding 1.6-1.8x (75 against 45 ms a frame in fp32); 16 channels cost 1.1x and 1.15x.
+    decoding 1.6-1.8x (75 against 45 ms a frame in fp32); 16 channels cost 1.0-1.2x and 1.1-1.2x.
     """
 
     def __init__(self, features: int, width: int, blocks: int = 2) -> None:
