@@ -284,8 +284,10 @@ def test_frame_autoencoder_save_load_exact(frame_folder: Path) -> None:
     "edit, error, match",
     [
         (lambda m: m.update(kind="autoencoder_kl"), ValueError, "kind 'autoencoder_kl'"),
-        (lambda m: m.update(format_version=2), ValueError, "newer than this code reads"),
+        (lambda m: m.update(format_version=3), ValueError, "newer than this code reads"),
         (lambda m: m.update(width=32), ValueError, "does not match"),
+        (lambda m: m.update(refine_width=8), ValueError, "does not match"),
+        (lambda m: m.update(refine_width=-1), ValueError, "refine_width must be a non-negative integer"),
         (lambda m: m.update(extra=1), ValueError, "unknown keys"),
         (lambda m: m.update(scale=-1.0), ValueError, "scale must be positive"),
     ],
@@ -297,6 +299,71 @@ def test_frame_autoencoder_rejects_tampered_config(frame_folder: Path, tmp_path:
     (tmp_path / "model.safetensors").write_bytes((frame_folder / "model.safetensors").read_bytes())
     with pytest.raises(error, match=match):
         FrameAutoencoderCodec.from_pretrained(tmp_path)
+
+
+def test_frame_autoencoder_without_refinement_keeps_the_original_format(frame_folder: Path, tmp_path: Path) -> None:
+    # A codec saved before refinement existed: config.json without the key, format 1.
+    meta = json.loads((frame_folder / "config.json").read_text())
+    assert "refine_width" not in meta and meta["format_version"] == 1
+    codec = FrameAutoencoderCodec.from_pretrained(frame_folder)
+    assert codec.model.config.refine_width == 0 and codec.model.refine is None
+    assert not any(k.startswith("refine.") for k in codec.model.state_dict())
+    # An explicit 0 (as older configs might be edited to say) is the same model.
+    (tmp_path / "config.json").write_text(json.dumps({**meta, "refine_width": 0}))
+    (tmp_path / "model.safetensors").write_bytes((frame_folder / "model.safetensors").read_bytes())
+    assert FrameAutoencoderCodec.from_pretrained(tmp_path).model.refine is None
+
+
+def test_refinement_starts_as_the_identity_and_round_trips(frame_folder: Path, tmp_path: Path) -> None:
+    base = FrameAutoencoderCodec.from_pretrained(frame_folder)
+    torch.manual_seed(1)
+    refined = FrameAutoencoderCodec(base.model.with_refinement(8)).eval()
+    assert refined.model.config.refine_width == 8 and (refined.scale, refined.shift) == (base.scale, base.shift)
+    a, b = base.model.state_dict(), refined.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # every old weight kept, encoder included
+    assert set(b) - set(a) and all(k.startswith("refine.") for k in set(b) - set(a))
+    x = smooth_frames(2, 3, 32, 48)
+    z = base.encode(x)
+    assert torch.equal(refined.encode(x), z)
+    assert (refined.decode(z) - base.decode(z)).abs().max().item() == 0.0  # the last conv starts at zero
+    with torch.no_grad():  # a trained refinement changes the output, and survives save/load exactly
+        torch.nn.init.normal_(refined.model.refine.out.weight, std=0.1)
+    out = refined.decode(z)
+    assert not torch.equal(out, base.decode(z))
+    raw = base.model.encode(smooth_frames(6, 3, 32, 48)).detach()  # sliced without gradients, whole with
+    with torch.no_grad():
+        sliced = refined.model.decode(raw)
+    torch.testing.assert_close(refined.model.decode(raw).detach(), sliced, rtol=1e-5, atol=1e-6)
+    refined.save_pretrained(tmp_path / "refined")
+    meta = json.loads((tmp_path / "refined" / "config.json").read_text())
+    assert (meta["refine_width"], meta["format_version"]) == (8, 2)
+    loaded = load_codec(tmp_path / "refined")
+    assert isinstance(loaded, FrameAutoencoderCodec) and loaded.model.config.refine_width == 8
+    assert torch.equal(loaded.decode(z), out) and torch.equal(loaded.encode(x), z)
+    with pytest.raises(ValueError, match="already has a refinement"):
+        refined.model.with_refinement(8)
+    with pytest.raises(ValueError, match="must be positive"):
+        base.model.with_refinement(0)
+
+
+@pytest.mark.parametrize("value", [-1, True, 2.0, "8"])
+def test_invalid_refine_width_is_refused(value) -> None:
+    with pytest.raises(ValueError, match="refine_width must be a non-negative integer .*got"):
+        FrameAutoencoderConfig(width=8, depth=1, refine_width=value)
+
+
+def test_frame_autoencoder_with_refinement_trains_every_part() -> None:
+    torch.manual_seed(0)
+    model = FrameAutoencoder(FrameAutoencoderConfig(width=8, depth=1, refine_width=4))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = smooth_frames(2, 3, 32, 32)
+    for _ in range(2):  # the zero last conv passes no gradient back on the first step, only after it
+        optimizer.zero_grad()
+        loss = (model(x) - x).abs().mean()
+        loss.backward()
+        optimizer.step()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, f"no gradient reaches {name}"
 
 
 def test_frame_autoencoder_missing_weights(frame_folder: Path, tmp_path: Path) -> None:

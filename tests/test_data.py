@@ -375,6 +375,8 @@ def test_latent_cache_round_trip(tmp_path):
         assert item["source"] == clip["source"] and item["start"] == clip["start"]
     with pytest.raises(FileExistsError):
         build_latent_cache(dataset, codec, tmp_path / "cache")
+    # The same encoder with a decoder refinement added (a decoder-only fine-tune) reads the cache.
+    CachedLatentDataset(tmp_path / "cache", codec=FrameAutoencoderCodec(codec.model.with_refinement(4)))
     codec.scale = 0.5
     with pytest.raises(ValueError, match="scale"):
         CachedLatentDataset(tmp_path / "cache", codec=codec)

@@ -76,6 +76,56 @@ def test_decoder_only_needs_init_and_a_matching_model(tmp_path):
         train_vae(tiny_config(init=str(tmp_path / "missing"), decoder_only=True), tmp_path / "y", progress=False)
 
 
+def test_decoder_only_adds_a_refinement_to_a_codec_without_one(tmp_path):
+    from mardini.checkpoint import export_checkpoint, load_checkpoint, save_checkpoint
+    from mardini.data.cache import codec_description
+    from mardini import MarDini, get_preset
+
+    first = train_vae(tiny_config(steps=2), tmp_path / "vae", progress=False)
+    assert load_codec(first).model.refine is None
+    cfg = tiny_config(init=str(tmp_path / "vae"), decoder_only=True, refine_width=4, lr=1e-2, steps=3,
+                      adversarial_weight=0.5, disc_width=8, disc_layers=2)
+    tuned = train_vae(cfg, tmp_path / "refine", progress=False)
+    before, after = weights(first), weights(tuned)
+    new_keys = sorted(set(after) - set(before))
+    assert set(before) <= set(after) and new_keys and all(k.startswith("refine.") for k in new_keys)
+    for key in before:
+        if key.startswith(("encoder.", "patch_in.")):
+            assert torch.equal(before[key], after[key]), f"{key} changed in a decoder-only run"
+    assert after["refine.out.weight"].abs().sum() > 0  # trained away from its zero start
+    old, new = load_codec(first), load_codec(tuned)
+    assert new.model.config.refine_width == 4
+    assert (old.scale, old.shift) == (new.scale, new.shift) and codec_description(old) == codec_description(new)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    z = old.encode(x)
+    assert torch.equal(new.encode(x), z) and not torch.equal(new.decode(z), old.decode(z))
+    # Resuming the refined run continues it exactly.
+    train_vae(cfg, tmp_path / "split", max_steps=2, progress=False)
+    resumed = weights(train_vae(cfg, tmp_path / "split", resume=True, progress=False))
+    for key in after:
+        torch.testing.assert_close(after[key], resumed[key], rtol=1e-5, atol=1e-6, msg=key)
+    # `mardini export --codec` takes it for a model trained on the first codec's latents.
+    torch.manual_seed(0)
+    save_checkpoint(MarDini(get_preset("mardini-tiny")).eval(), old, tmp_path / "ck")
+    export_checkpoint(tmp_path / "ck", tmp_path / "out", dtype=torch.float32, codec=tuned)
+    exported = load_checkpoint(tmp_path / "out")[1]
+    assert exported.model.config.refine_width == 4 and torch.equal(exported.decode(z), new.decode(z))
+
+
+def test_refine_width_must_grow_from_zero_and_be_valid(tmp_path):
+    train_vae(tiny_config(steps=2, refine_width=4), tmp_path / "vae", progress=False)
+    for width in (0, 8):
+        with pytest.raises(ValueError, match=f"has refine_width 4 but the config asks for {width}"):
+            train_vae(tiny_config(init=str(tmp_path / "vae"), decoder_only=True, refine_width=width),
+                      tmp_path / f"x{width}", progress=False)
+    for value in ("-1", "true", "1.5"):
+        (tmp_path / "vae.yaml").write_text(f"refine_width: {value}\n")
+        with pytest.raises(ValueError, match="refine_width must be a non-negative integer"):
+            load_vae_config(tmp_path / "vae.yaml")
+    with pytest.raises(ValueError, match="refine_width must be a non-negative integer"):
+        train_vae(tiny_config(refine_width=-2), tmp_path / "y", progress=False)
+
+
 def test_relative_init_resolves_against_the_config_file(tmp_path):
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "ft.yaml").write_text("init: ../runs/vae\ndecoder_only: true\n")

@@ -90,6 +90,11 @@ class VaeTrainConfig:
     #: scale/shift stay exactly as in `init`, so latents already cached or trained on stay valid.
     #: Used to keep improving reconstructions while the transformers train (docs/training.md).
     decoder_only: bool = False
+    #: Channels of the decoder's full-resolution refinement (`mardini.codecs.frame_autoencoder.
+    #: Refinement`); 0 = none. An `init` trained without one gets one here, starting at zero (the
+    #: output is the init's until training moves it): the way to add it to a trained codec for a
+    #: decoder-only fine-tune. An init that has one must have this width.
+    refine_width: int = 0
 
 
 def load_vae_config(path: str | Path | None, overrides: list[str] | None = None) -> VaeTrainConfig:
@@ -112,6 +117,10 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"adversarial_start must be >= 0, got {cfg.adversarial_start}")
     if cfg.spectrum_weight and cfg.size % 16:
         raise ValueError(f"spectrum_weight compares 16-px tiles: size must be a multiple of 16, got {cfg.size}")
+    try:  # the autoencoder's own checks (positive widths, refine_width >= 0), before any data is read
+        _model_config(cfg)
+    except ValueError as e:
+        raise ValueError(f"train-vae config: {e}") from None
     if cfg.decoder_only and cfg.init is None:
         raise ValueError("decoder_only: true needs `init:` (the trained autoencoder whose encoder is kept)")
     if cfg.init is not None and path is not None and not Path(cfg.init).is_absolute():
@@ -146,6 +155,7 @@ def _lr(step: int, cfg: VaeTrainConfig) -> float:
 
 
 def _trainable_parameters(model: FrameAutoencoder, cfg: VaeTrainConfig) -> list[torch.nn.Parameter]:
+    # Decoder-only: everything but the encoder side (decoder, patch_out and any refinement).
     if cfg.decoder_only:
         model.encoder.requires_grad_(False)
         model.patch_in.requires_grad_(False)
@@ -160,11 +170,17 @@ def _init_folder(cfg: VaeTrainConfig) -> Path | None:
     return candidates[-1] if candidates else Path(cfg.init)
 
 
+def _model_config(cfg: VaeTrainConfig) -> FrameAutoencoderConfig:
+    """The autoencoder `cfg` asks for (raises ValueError for invalid sizes)."""
+    return FrameAutoencoderConfig(latent_channels=cfg.latent_channels, width=cfg.width, depth=cfg.depth,
+                                  refine_width=cfg.refine_width)
+
+
 def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
+    wanted = _model_config(cfg)
     folder = _init_folder(cfg)
     if folder is None:
-        return FrameAutoencoder(FrameAutoencoderConfig(latent_channels=cfg.latent_channels, width=cfg.width,
-                                                       depth=cfg.depth))
+        return FrameAutoencoder(wanted)
     from mardini.codecs.frame_autoencoder import read_config
 
     try:
@@ -178,7 +194,13 @@ def _start_model(cfg: VaeTrainConfig) -> FrameAutoencoder:
     if found != expected:
         raise ValueError(f"train-vae init '{folder}' has latent_channels/width/depth {found} but the config asks "
                          f"for {expected}; make them match")
-    return model
+    if model.config.refine_width == wanted.refine_width:
+        return model
+    if model.config.refine_width == 0:  # add a refinement: the init's weights, the new part from its zero init
+        return model.with_refinement(wanted.refine_width)
+    raise ValueError(f"train-vae init '{folder}' has refine_width {model.config.refine_width} but the config asks "
+                     f"for {wanted.refine_width}; a refinement can be added to a codec without one, not resized "
+                     f"or removed: set refine_width: {model.config.refine_width}")
 
 
 def _start_adversary(cfg: VaeTrainConfig) -> tuple[PatchDiscriminator, torch.optim.Optimizer] | None:
@@ -301,6 +323,8 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 discriminator.requires_grad_(False)  # the autoencoder's step must not train its judge
                 with autocast:
                     g_adv = generator_adversarial_loss(discriminator(recon).float())
+                # At the decoder's last conv even with a refinement (whose last conv starts at zero):
+                # the balance stays comparable with the runs before it.
                 balance = adaptive_adversarial_weight(loss, g_adv, model.decoder[-1].weight)
                 loss = loss + cfg.adversarial_weight * balance * g_adv
             if not torch.isfinite(loss):
