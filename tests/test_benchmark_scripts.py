@@ -278,3 +278,15 @@ def test_heldout_acceptance_clear_errors(tmp_path: Path, tiny_corpus: Path,
     # Without TAEF2 the codec criteria against it are reported as not measured, with the reason.
     result, note = bench.score_taef2(None, tmp_path / "no-taef2", None, None)
     assert result["available"] is False and note.startswith("absent")
+
+
+def test_seam_by_noise_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:  # noqa: F811
+    bench = load_benchmark("seam_by_noise")
+    out = tmp_path / "seam.json"
+    assert bench.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--quick"]) == 0
+    row = json.loads(out.read_text())["results"][0]["clips"]["wheat"]
+    assert set(row["teacher_forced"]) == {"100", "999"} and set(row["sampled"]) == {"1"}
+    assert all(math.isfinite(v) and v > 0 for v in [row["truth_through_codec"], *row["teacher_forced"].values(),
+                                                     *row["sampled"].values()])
+    with pytest.raises(ValueError, match="outside 0.."):
+        bench.seam_by_noise(tiny_checkpoint, clips=("wheat",), timesteps=(5000,), sampling_steps=())

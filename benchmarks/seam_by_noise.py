@@ -1,0 +1,115 @@
+"""Where the 16-px block mosaic comes from: the denoiser's own prediction, noise level by noise level.
+
+Issue 14 asks why generated tokens decorrelate from their neighbours. Sampling with more DDIM
+steps makes the mosaic worse (docs/benchmarks.md, block ablation), which could be the sampler
+accumulating errors or the denoiser drawing the grid itself. This script separates the two:
+*teacher-forced*, it noises the true clip at timestep t exactly as training does (Eq. 3; around
+the checkpoint's prior), asks the generator once for v, forms its x0 prediction
+``x0 = alpha_t x_t - sigma_t v`` and scores the generated frames' ``seam`` (the token grid's
+visibility, 1 = none; `mardini.evaluation.artefacts.seam`). A seam well above the truth's at
+some t is the network's, whatever the sampler does. It also samples the same clips with DDIM at
+a few step counts, for comparison.
+
+    python benchmarks/seam_by_noise.py --checkpoint CK [--checkpoint CK2] --out seam.json
+
+Clips: the bundled demo clips (held-out corpus videos; first ``num_frames`` frames at the model's
+size), interpolation mask (first and last given). ``--quick`` is the smoke test's setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+TIMESTEPS = (20, 100, 300, 500, 700, 900, 999)
+SAMPLING_STEPS = (1, 5, 25)
+CLIPS = ("wheat", "city")
+
+
+def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timesteps: tuple[int, ...] = TIMESTEPS,
+                  sampling_steps: tuple[int, ...] = SAMPLING_STEPS, seed: int = 0) -> dict[str, Any]:
+    """Seam of the teacher-forced x0 prediction per timestep and of DDIM samples per step count."""
+    from mardini import MarDiniPipeline
+    from mardini.demo import demo_clip
+    from mardini.diffusion import diffusion_prior
+    from mardini.diffusion.schedule import alpha_sigma
+    from mardini.evaluation.artefacts import seam
+    from mardini.evaluation.interpolation import model_grid
+
+    pipe = MarDiniPipeline.from_pretrained(checkpoint)
+    cfg = pipe.config
+    frames, size = cfg.num_frames, cfg.height
+    grid = model_grid(cfg)
+    last = pipe.scheduler.config.num_train_timesteps - 1
+    bad = [t for t in timesteps if not 0 <= t <= last]
+    if bad:
+        raise ValueError(f"timesteps {bad} are outside 0..{last}")
+    mask = torch.ones(1, frames, dtype=torch.bool)
+    mask[:, 0] = mask[:, -1] = False  # interpolation: first and last given
+
+    def to_uint8(latents: torch.Tensor) -> torch.Tensor:
+        return ((pipe.decode(latents) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+    rows: dict[str, Any] = {}
+    generator = torch.Generator().manual_seed(seed)
+    for name in clips:
+        clip = torch.from_numpy(demo_clip(name)[:frames]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        z, z_low = pipe.encode(clip[None], size, size)
+        with torch.no_grad():
+            plan = pipe.model.planner(z_low, mask)
+            prior = diffusion_prior(cfg.diffusion, z, mask)
+            clean = z if prior is None else (z - prior.mean) / prior.scale
+            truth = to_uint8(z[0])
+            row: dict[str, Any] = {"truth_through_codec": seam(truth[1:-1], *grid), "teacher_forced": {},
+                                   "sampled": {}}
+            for t in timesteps:
+                tt = torch.tensor([t])
+                noise = torch.randn(z.shape, generator=generator)
+                noisy = pipe.scheduler.add_noise(clean, noise, tt)
+                shown = noisy if prior is None else prior.mean + prior.scale * noisy
+                x = torch.where(mask[:, :, None, None, None], shown, z)
+                v = pipe.model.generator(x, tt, mask, plan)
+                alpha, sigma = alpha_sigma(pipe.scheduler, tt)
+                x0 = alpha * noisy - sigma * v
+                x0 = x0 if prior is None else prior.mean + prior.scale * x0
+                made = to_uint8(torch.where(mask[:, :, None, None, None], x0, z)[0])
+                row["teacher_forced"][str(t)] = seam(made[1:-1], *grid)
+            for steps in sampling_steps:
+                out = pipe.sample(z, z_low, mask, steps=steps, generator=torch.Generator().manual_seed(seed),
+                                  progress=False)
+                row["sampled"][str(steps)] = seam(to_uint8(out[0])[1:-1], *grid)
+        rows[name] = row
+    return {"checkpoint": str(checkpoint), "clips": rows, "frames": frames, "size": size, "grid": list(grid)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", action="append", required=True, help="checkpoint folder (repeatable)")
+    parser.add_argument("--out", required=True, help="JSON results")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="one clip, two timesteps, one step count")
+    args = parser.parse_args(argv)
+    settings = dict(clips=("wheat",), timesteps=(100, 999), sampling_steps=(1,)) if args.quick else {}
+    started = time.time()
+    results = [seam_by_noise(c, seed=args.seed, **settings) for c in args.checkpoint]
+    report = {"results": results, "seconds": round(time.time() - started, 1), "seed": args.seed,
+              "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+                         f"{torch.get_num_threads()} threads"}
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    for r in results:
+        for name, row in r["clips"].items():
+            forced = " ".join(f"t={t}:{v:.2f}" for t, v in row["teacher_forced"].items())
+            sampled = " ".join(f"{s} steps:{v:.2f}" for s, v in row["sampled"].items())
+            print(f"{r['checkpoint']} {name}: truth {row['truth_through_codec']:.2f} | teacher-forced {forced} | "
+                  f"sampled {sampled}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
