@@ -10,13 +10,7 @@
 # vae-corpus/, cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3}/, export-corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=$(mkdir -p "${RUNS:-runs}" && cd "${RUNS:-runs}" && pwd)
-export OMP_WAIT_POLICY=PASSIVE      # idle OpenMP threads sleep instead of spinning
-one() { OMP_NUM_THREADS=1 nice "$@"; }
-two() { OMP_NUM_THREADS=2 nice "$@"; }
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
-# `--resume` refuses a run folder that does not exist yet: pass it only to runs already started.
-resume() { if [ -d "$1" ]; then echo "--resume"; fi; }
+source scripts/training_common.sh   # RUNS, one/two threads, log, resume
 # The configs name the corpus at ../runs/corpus (../../runs/corpus); RUNS may be elsewhere, so the
 # data specs are given here in full: WEIGHTS = video : photo weights, CLIPS = clips per epoch.
 corpus_data() {  # corpus_data W_VIDEO W_PHOTOS CLIPS

@@ -13,13 +13,7 @@
 # docs/training.md records what this produced (commands, seeds, wall time, loss curves).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=$(mkdir -p "${RUNS:-runs}" && cd "${RUNS:-runs}" && pwd)
-export OMP_WAIT_POLICY=PASSIVE      # idle OpenMP threads sleep instead of spinning
-one() { OMP_NUM_THREADS=1 nice "$@"; }
-two() { OMP_NUM_THREADS=2 nice "$@"; }
-log() { echo "[$(date -u +%H:%M:%S)] $*"; }
-# `--resume` refuses a run folder that does not exist yet: pass it only to runs already started.
-resume() { if [ -d "$1" ]; then echo "--resume"; fi; }
+source scripts/training_common.sh   # RUNS, one/two threads, log, resume
 cache() {  # cache CONFIG OUT EPOCHS: build a latent cache once (an interrupted build is redone)
   [ -f "$2/index.json" ] || one mardini cache --config "$1" --out "$2" --model mardini-cpu \
       --codec "$RUNS/vae" --epochs "$3" --overwrite
