@@ -106,6 +106,21 @@ def page(browser, server: str):  # noqa: ANN001, ANN201 - playwright objects
     page.close()
 
 
+def _type(field, value: str, timeout: float = 10.0) -> None:  # noqa: ANN001 - a playwright locator
+    """Type ``value`` into a text field and make sure it stays: right after the page loads, the field's
+    component may still be mounting and reset what was typed (seen on the first page after the server
+    starts), so the value is typed again until the field keeps it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        field.fill(value)
+        field.press("Tab")  # commit it (a change event), as leaving the field does
+        time.sleep(0.2)
+        if field.input_value() == value:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the field does not keep {value!r}: it shows {field.input_value()!r}")
+
+
 def test_the_page_names_mardini_and_has_a_tab_per_task(page):  # noqa: ANN001
     sync_api.expect(page).to_have_title("MarDini")  # set by the page's script once the app has loaded
     for title in ("Image to video", "Interpolation", "Loop", "Expansion", "Slow motion", "Any known frames"):
@@ -118,7 +133,7 @@ def test_interpolation_example_makes_a_playable_video(page, tmp_path):  # noqa: 
     panel = page.get_by_role("tabpanel")
     sync_api.expect(panel.get_by_role("cell", name="frame_08.png")).to_be_visible()
     panel.get_by_text("Settings").click()
-    page.locator("#interpolate-steps").get_by_role("textbox").fill("1")
+    _type(page.locator("#interpolate-steps").get_by_role("textbox"), "1")
     page.locator("#interpolate-generate").click()
 
     video = page.locator("#interpolate-video video")
@@ -152,7 +167,7 @@ def test_every_other_tab_runs_its_example(page, task):  # noqa: ANN001
              ([example[key]] if isinstance(example.get(key), str) else example.get(key, []))]
     sync_api.expect(panel.get_by_role("cell", name=names[-1])).to_be_visible()
     panel.get_by_text("Settings").click()
-    page.locator(f"#{task}-steps").get_by_role("textbox").fill("1")
+    _type(page.locator(f"#{task}-steps").get_by_role("textbox"), "1")
     page.locator(f"#{task}-generate").click()
     page.locator(f"#{task}-video video").wait_for(timeout=RUN_TIMEOUT)
     assert page.locator(f"#{task}-video video").get_attribute("src")
@@ -173,9 +188,8 @@ def test_two_users_queue_and_see_the_denoising_progress(browser, server):  # noq
             page.get_by_text(label).click()
             sync_api.expect(page.get_by_role("tabpanel").get_by_role("cell", name="frame_00.png")).to_be_visible()
             page.get_by_role("tabpanel").get_by_text("Settings").click()
-            steps = page.locator(f"#{task}-steps").get_by_role("textbox")
-            steps.fill("300" if task == "interpolate" else "1")
-            steps.press("Tab")  # commit the value before the page goes to the background
+            # typed and committed before the page goes to the background
+            _type(page.locator(f"#{task}-steps").get_by_role("textbox"), "300" if task == "interpolate" else "1")
         first.bring_to_front()
         sync_api.expect(first.locator("#interpolate-steps").get_by_role("textbox")).to_have_value("300")
         first.locator("#interpolate-generate").click()
