@@ -371,8 +371,9 @@ def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
         train(cfg, tmp_path / "runs" / f"corpus-{path.stem.split('_')[0]}", progress=False)
     model = load_model(tmp_path / "runs" / "corpus-stage3" / "checkpoints" / "step-0000002")
     # The chain's choices reach the trained model: spatio-temporal generator attention, the prior
-    # between references (set in stage 1a and kept), no reconstruction head.
+    # between references (set in stage 1a and kept), no reconstruction head, the output conv.
     assert model.config.generator.attention == "spatiotemporal"
+    assert model.config.generator.output_conv == 64 and model.generator.output_conv is not None
     assert model.config.diffusion.prior == "between_references" and model.planner.head is None
 
 

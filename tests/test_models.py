@@ -155,3 +155,38 @@ def test_identity_attention_can_be_switched_off_for_ablations():
     zh2[gen] += 1.0
     t = torch.tensor([500, 500])
     assert not torch.allclose(m.generator(zh2, t, gen, plan)[~gen], m.generator(zh, t, gen, plan)[~gen])
+
+
+def test_output_conv_starts_as_the_identity_and_lets_patches_see_their_neighbours(model):
+    """U-ViT's conv after the last linear layer (GeneratorConfig.output_conv): zero-initialised, so a
+    generator that grows one predicts exactly what it did; once trained, a latent pixel's velocity
+    depends on the next token's prediction, which the per-token linear layer never allows."""
+    zh, zl, gen = _inputs()
+    plan = model.planner(zl, gen)
+    grown = MarDini(get_preset("mardini-tiny")).eval()
+    grown.load_state_dict(model.state_dict())
+    before = grown.generator(zh, torch.tensor([500, 500]), gen, plan)
+    grown.generator.add_output_conv(8)
+    assert grown.config.generator.output_conv == 8
+    assert torch.equal(grown.generator(zh, torch.tensor([500, 500]), gen, plan), before)
+    with pytest.raises(ValueError, match="already has"):
+        grown.generator.add_output_conv(8)
+    # The conv's last layer gets a gradient at zero (its input is the linear prediction).
+    grown.generator(zh, torch.tensor([500, 500]), gen, plan).square().sum().backward()
+    assert grown.generator.output_conv[-1].weight.grad.abs().sum() > 0
+    # Trained (here: random), it mixes neighbouring patches: with patch size 2, pixel column 1 is the
+    # right edge of the first token and column 2 the left edge of the next, which the per-token
+    # linear layer computes apart.
+    torch.nn.init.normal_(grown.generator.output_conv[-1].weight, std=0.1)
+    conv = grown.generator.output_conv
+    with torch.no_grad():
+        latents = torch.randn(1, 16, 8, 8)
+        changed = latents.clone()
+        changed[..., 0:2, 2:4] += 1.0  # the second token of the first row
+        edge = (conv(changed) - conv(latents))[..., 0, 1]
+    assert edge.abs().max() > 0
+    # Built from a config, the conv is there (a checkpoint with one loads into the same shape).
+    config = get_preset("mardini-tiny")
+    config.generator.output_conv = 8
+    assert MarDini(config).generator.output_conv is not None
+    assert set(MarDini(config).state_dict()) == set(grown.state_dict())

@@ -116,6 +116,30 @@ def test_switching_the_prior_zeroes_only_the_output_layer(recipe, codec_dir):
     assert torch.equal(moved.generator.out_proj.weight, kept.generator.out_proj.weight)
 
 
+def test_a_stage_grows_the_generator_output_conv_and_keeps_a_trained_one(recipe, codec_dir, tmp_path):
+    from mardini.training.trainer import _build_model
+
+    start = recipe["stage2_joint_interpolation"]
+    plain = load_model(start)
+    assert plain.config.generator.output_conv == 0
+    grown, _, _ = _build_model(_stage("stage3_joint_task", codec_dir, f"init={start}", "generator_output_conv=8"))
+    assert grown.config.generator.output_conv == 8 and not grown.generator.output_conv[-1].weight.any()
+    for key, value in plain.generator.state_dict().items():  # everything else as trained
+        assert torch.equal(grown.generator.state_dict()[key], value), key
+    # Trained with it, the checkpoint carries it; a later stage keeps it and may not change its width.
+    cfg = _stage("stage3_joint_task", codec_dir, f"init={start}", "generator_output_conv=8", "steps=2",
+                 "checkpoint_every=100")
+    run = train(cfg, tmp_path / "grown", progress=False)
+    assert load_model(run).generator.output_conv[-1].weight.any()
+    kept, _, _ = _build_model(_stage("stage3_joint_task", codec_dir, f"init={run}"))
+    assert kept.config.generator.output_conv == 8
+    with pytest.raises(ValueError, match="already has one of width 8"):
+        _build_model(_stage("stage3_joint_task", codec_dir, f"init={run}", "generator_output_conv=16"))
+    for bad in ("-1", "true", "2.5"):
+        with pytest.raises(ValueError, match="generator_output_conv must be"):
+            _stage("stage3_joint_task", codec_dir, f"generator_output_conv={bad}")
+
+
 class _Scalars:
     """A stand-in TensorBoard writer (the package is optional) that keeps what it is given."""
 

@@ -68,6 +68,12 @@ class GeneratorConfig:
     # Identity attention in the second self-attention (section 2.3.2); off only for ablations
     # (figure 5c: without it the early training loss does not come down).
     identity_attention: bool = True
+    # Width of a small convolution on the predicted latents after the last linear layer (U-ViT, Bao
+    # et al. 2023, section 3.1: a 3x3 conv after the final linear layer "improves visual quality").
+    # Each token predicts its p x p patch alone, so neighbouring patches can disagree at their edge:
+    # the 16-px token grid our corpus models drew at mid and low noise (docs/benchmarks.md, "seam by
+    # noise level"). 0: none (the first bundled model's format).
+    output_conv: int = 0
 
 
 @dataclass

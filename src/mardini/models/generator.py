@@ -140,6 +140,9 @@ class Generator(nn.Module):
         self.norm_out = nn.RMSNorm(dim, eps=1e-6, elementwise_affine=False)
         self.out_modulation = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.out_proj = nn.Linear(dim, patch_dim)
+        self.output_conv: nn.Sequential | None = None
+        if cfg.output_conv:
+            self.add_output_conv(cfg.output_conv)
         self.gradient_checkpointing = False
         self._init_weights()
 
@@ -153,11 +156,33 @@ class Generator(nn.Module):
         self.zero_output_layer()
 
     def zero_output_layer(self) -> None:
-        """Zero the final modulation and projection: the network then predicts v = 0 everywhere."""
+        """Zero the final modulation and projection (and the output convolution's last layer, if
+        any): the network then predicts v = 0 everywhere."""
+        layers = [self.out_modulation[-1], self.out_proj]
+        if self.output_conv is not None:
+            layers.append(self.output_conv[-1])
         with torch.no_grad():
-            for layer in (self.out_modulation[-1], self.out_proj):
+            for layer in layers:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
+
+    def add_output_conv(self, width: int) -> None:
+        """Add the residual 3x3 convolution on the predicted latents (``GeneratorConfig.output_conv``).
+
+        Its last layer starts at zero, so the prediction is unchanged until it trains: a trained
+        generator can grow one and go on from its checkpoint.
+        """
+        if width < 1:
+            raise ValueError(f"output_conv must be a positive width (or 0 for none), got {width}")
+        if self.output_conv is not None:
+            raise ValueError("this generator already has an output convolution")
+        channels = self.latent_channels
+        conv = nn.Sequential(nn.Conv2d(channels, width, 3, padding=1), nn.SiLU(),
+                             nn.Conv2d(width, channels, 3, padding=1))
+        nn.init.zeros_(conv[-1].weight)
+        nn.init.zeros_(conv[-1].bias)
+        self.output_conv = conv.to(self.out_proj.weight.device, self.out_proj.weight.dtype)
+        self.cfg.output_conv = width
 
     def project_plan(self, plan: Tensor | None, batch: int, frames: int, drop: Tensor | None = None) -> Tensor:
         """Planning signal (B, K, N, plan_dim) -> generator width, with Z_uncond where dropped.
@@ -220,5 +245,9 @@ class Generator(nn.Module):
             else:
                 x = block(*args)
         shift, scale = self.out_modulation(time_cond)[:, :, None].chunk(2, dim=-1)
-        out = self.out_proj(modulate(self.norm_out(x), shift, scale))
-        return unpatchify(out, p, height, width)
+        out = unpatchify(self.out_proj(modulate(self.norm_out(x), shift, scale)), p, height, width)
+        if self.output_conv is not None:
+            # U-ViT's conv after the last linear layer: a latent pixel now sees its neighbours in
+            # the adjacent tokens, so patches can agree at their edges. Residual and zero-initialised.
+            out = out + self.output_conv(out.flatten(0, 1)).unflatten(0, (batch, frames))
+        return out

@@ -53,6 +53,10 @@ class StageConfig:
     #: The generator's second self-attention from this stage on; None keeps the starting
     #: checkpoint's (a preset's for a first stage), like `prior`.
     generator_attention: Literal["spatiotemporal", "temporal"] | None = None
+    #: Width of the generator's output convolution (`GeneratorConfig.output_conv`) from this stage
+    #: on; None keeps the starting checkpoint's. A checkpoint without one grows it, zero-initialised
+    #: (the prediction is unchanged at the first step); a trained one keeps its width.
+    generator_output_conv: int | None = None
     #: Diffusion prior from this stage on (one of `mardini.config.PRIORS`, see
     #: `mardini.diffusion.prior`); None keeps the starting checkpoint's. Switching from "none"
     #: to a prior zeroes the generator's output layer, which predicted the latents themselves.
@@ -181,6 +185,10 @@ def validate(cfg: StageConfig) -> None:
         raise ValueError(f"divergence_factor must be 0 (off) or a positive factor, got {cfg.divergence_factor}")
     if cfg.plan_dropout is None:
         cfg.plan_dropout = JOINT_PLAN_DROPOUT if cfg.train == "joint" else 0.0
+    if cfg.generator_output_conv is not None and (type(cfg.generator_output_conv) is not int
+                                                  or cfg.generator_output_conv < 0):
+        raise ValueError(f"generator_output_conv must be a width >= 0 (0: none) or left out (keep the starting "
+                         f"checkpoint's), got {cfg.generator_output_conv!r}")
     if cfg.generator_attention not in (None, "spatiotemporal", "temporal"):
         raise ValueError(f"generator_attention must be 'spatiotemporal', 'temporal' or left out (keep the starting "
                          f"checkpoint's), got '{cfg.generator_attention}'")

@@ -123,6 +123,13 @@ def _build_model(cfg: StageConfig) -> tuple[MarDini, LatentCodec, Path]:
     if cfg.generator_attention is not None:  # None keeps the checkpoint's pattern
         model.config.generator.attention = cfg.generator_attention
         model.generator.attention = cfg.generator_attention
+    width = cfg.generator_output_conv
+    if width is not None and width != model.config.generator.output_conv:
+        if model.config.generator.output_conv:
+            raise ValueError(f"stage '{cfg.name}' asks for generator_output_conv {width}, but '{cfg.init}' already "
+                             f"has one of width {model.config.generator.output_conv}; leave the key out to keep it")
+        if width:
+            model.generator.add_output_conv(width)
     if cfg.prior is not None and cfg.prior != model.config.diffusion.prior:
         if model.config.diffusion.prior == "none":
             # The output layer was trained to predict the velocity of the latents themselves;
