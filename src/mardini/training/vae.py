@@ -42,7 +42,8 @@ from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
 from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
 from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, generator_adversarial_loss,
-                                            gradient_loss, hinge_discriminator_loss, spectrum_loss)
+                                            gradient_loss, hinge_discriminator_loss, spectrum_loss,
+                                            SPECTRUM_WEIGHTINGS)
 from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
     optimizer_state_to_tensors, publish_folder
 from mardini.training.trainer import PREEMPTED_EXIT_CODE, TrainingInterrupted, prepare_run_folder
@@ -70,6 +71,9 @@ class VaeTrainConfig:
     #: Weight of `spectrum_loss` (local amplitude spectra; detail of the right strength in every
     #: 16-px tile, wherever its phase): 0 = off.
     spectrum_weight: float = 0.0
+    #: "flat" (every frequency alike) or "laplacian" (each frequency by the Laplacian's response,
+    #: the filter of the sharpness measure: the finest detail weighs most); see `spectrum_loss`.
+    spectrum_weighting: str = "flat"
     #: Weight of the PatchGAN hinge loss on top of VQGAN's adaptive balance (0 = no discriminator).
     adversarial_weight: float = 0.0
     #: Step at which the discriminator starts (it and the adversarial term are off before): the
@@ -115,6 +119,8 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.adversarial_start < 0:
         raise ValueError(f"adversarial_start must be >= 0, got {cfg.adversarial_start}")
+    if cfg.spectrum_weighting not in SPECTRUM_WEIGHTINGS:
+        raise ValueError(f"spectrum_weighting must be one of {SPECTRUM_WEIGHTINGS}, got '{cfg.spectrum_weighting}'")
     if cfg.spectrum_weight and cfg.size % 16:
         raise ValueError(f"spectrum_weight compares 16-px tiles: size must be a multiple of 16, got {cfg.size}")
     try:  # the autoencoder's own checks (positive widths, refine_width >= 0), before any data is read
@@ -316,7 +322,7 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
             if cfg.gradient_weight:
                 loss = loss + cfg.gradient_weight * gradient_loss(recon, x)
             if cfg.spectrum_weight:
-                loss = loss + cfg.spectrum_weight * spectrum_loss(recon, x)
+                loss = loss + cfg.spectrum_weight * spectrum_loss(recon, x, weighting=cfg.spectrum_weighting)
             adversarial = adversary is not None and step >= cfg.adversarial_start
             if adversarial:
                 discriminator, disc_optimizer = adversary
