@@ -8,7 +8,12 @@ the checkpoint's prior), asks the generator once for v, forms its x0 prediction
 ``x0 = alpha_t x_t - sigma_t v`` and scores the generated frames' ``seam`` (the token grid's
 visibility, 1 = none; `mardini.evaluation.artefacts.seam`). A seam well above the truth's at
 some t is the network's, whatever the sampler does. It also samples the same clips with DDIM at
-a few step counts, for comparison.
+a few step counts, for comparison. Two controls for the other suspects: the teacher-forced x0 with
+the planning signal replaced by Z_uncond (``no_plan``: the planner's coarser grid), and the codec
+alone, decoding the true latents plus a random offset per token (``codec_token_offsets``, std 0.2 of
+the latents': does the decoder turn per-token errors into a grid?). ``latent_seam`` is the same
+question asked of the latents themselves (mean step across token boundaries over the step inside a
+token, along rows), before the decoder.
 
     python benchmarks/seam_by_noise.py --checkpoint CK [--checkpoint CK2] --out seam.json
 
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
 import time
 from pathlib import Path
@@ -28,6 +34,7 @@ from typing import Any
 import torch
 
 TIMESTEPS = (20, 100, 300, 500, 700, 900, 999)
+OFFSET_STD = 0.2  # per-token offsets of the codec control, as a share of the latents' std
 SAMPLING_STEPS = (1, 5, 25)
 CLIPS = ("wheat", "city")
 
@@ -56,6 +63,16 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
     def to_uint8(latents: torch.Tensor) -> torch.Tensor:
         return ((pipe.decode(latents) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
+    patch = cfg.generator.patch_size
+
+    def latent_seam(latents: torch.Tensor) -> float:
+        if patch < 2:
+            return float("nan")  # one latent pixel per token: no inside to compare with
+        step = (latents[..., 1:] - latents[..., :-1]).abs()  # between latent columns j and j + 1
+        across = step[..., patch - 1::patch].mean()             # j + 1 starts a new token
+        inside = torch.cat([step[..., k::patch] for k in range(patch - 1)], dim=-1).mean()
+        return float(across / inside)
+
     rows: dict[str, Any] = {}
     generator = torch.Generator().manual_seed(seed)
     for name in clips:
@@ -66,20 +83,26 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
             prior = diffusion_prior(cfg.diffusion, z, mask)
             clean = z if prior is None else (z - prior.mean) / prior.scale
             truth = to_uint8(z[0])
-            row: dict[str, Any] = {"truth_through_codec": seam(truth[1:-1], *grid), "teacher_forced": {},
-                                   "sampled": {}}
+            offsets = torch.randn(*z.shape[:-2], z.shape[-2] // patch, z.shape[-1] // patch, generator=generator)
+            offsets = (OFFSET_STD * z.std() * offsets).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
+            row: dict[str, Any] = {"truth_through_codec": seam(truth[1:-1], *grid),
+                                   "codec_token_offsets": seam(to_uint8((z + offsets)[0])[1:-1], *grid),
+                                   "latent_seam_truth": latent_seam(z[0, 1:-1]),
+                                   "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {}}
             for t in timesteps:
                 tt = torch.tensor([t])
                 noise = torch.randn(z.shape, generator=generator)
                 noisy = pipe.scheduler.add_noise(clean, noise, tt)
                 shown = noisy if prior is None else prior.mean + prior.scale * noisy
                 x = torch.where(mask[:, :, None, None, None], shown, z)
-                v = pipe.model.generator(x, tt, mask, plan)
                 alpha, sigma = alpha_sigma(pipe.scheduler, tt)
-                x0 = alpha * noisy - sigma * v
-                x0 = x0 if prior is None else prior.mean + prior.scale * x0
-                made = to_uint8(torch.where(mask[:, :, None, None, None], x0, z)[0])
-                row["teacher_forced"][str(t)] = seam(made[1:-1], *grid)
+                for key, signal in (("teacher_forced", plan), ("no_plan", None)):
+                    x0 = alpha * noisy - sigma * pipe.model.generator(x, tt, mask, signal)
+                    x0 = x0 if prior is None else prior.mean + prior.scale * x0
+                    made = torch.where(mask[:, :, None, None, None], x0, z)[0]
+                    row[key][str(t)] = seam(to_uint8(made)[1:-1], *grid)
+                    if key == "teacher_forced":
+                        row["latent_seam"][str(t)] = latent_seam(made[1:-1])
             for steps in sampling_steps:
                 out = pipe.sample(z, z_low, mask, steps=steps, generator=torch.Generator().manual_seed(seed),
                                   progress=False)
@@ -104,10 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(report, indent=1))
     for r in results:
         for name, row in r["clips"].items():
-            forced = " ".join(f"t={t}:{v:.2f}" for t, v in row["teacher_forced"].items())
+            def line(key: str) -> str:
+                return " ".join(f"t={t}:{v:.2f}" for t, v in row[key].items())
+
             sampled = " ".join(f"{s} steps:{v:.2f}" for s, v in row["sampled"].items())
-            print(f"{r['checkpoint']} {name}: truth {row['truth_through_codec']:.2f} | teacher-forced {forced} | "
-                  f"sampled {sampled}")
+            print(f"{r['checkpoint']} {name}: truth {row['truth_through_codec']:.2f} | teacher-forced {line('teacher_forced')} "
+                  f"| no plan {line('no_plan')} | latent seam (truth {row['latent_seam_truth']:.2f}) "
+                  f"{line('latent_seam')} | codec, token offsets {row['codec_token_offsets']:.2f} | sampled {sampled}")
     return 0
 
 
