@@ -13,7 +13,9 @@ the planning signal replaced by Z_uncond (``no_plan``: the planner's coarser gri
 alone, decoding the true latents plus a random offset per token (``codec_token_offsets``, std 0.2 of
 the latents': does the decoder turn per-token errors into a grid?). ``latent_seam`` is the same
 question asked of the latents themselves (mean step across token boundaries over the step inside a
-token, along rows), before the decoder.
+token, along rows), before the decoder. Last, image-to-video (first frame given, the rest from
+noise) sampled with DDIM at ``I2V_STEPS`` steps without and with classifier-free guidance
+(``i2v_guidance``): does guidance make the mosaic?
 
     python benchmarks/seam_by_noise.py --checkpoint CK [--checkpoint CK2] --out seam.json
 
@@ -34,13 +36,16 @@ from typing import Any
 import torch
 
 TIMESTEPS = (20, 100, 300, 500, 700, 900, 999)
+GUIDANCE = (1.0, 2.5)  # none, and the paper's image-to-video scale
+I2V_STEPS = 25
 OFFSET_STD = 0.2  # per-token offsets of the codec control, as a share of the latents' std
 SAMPLING_STEPS = (1, 5, 25)
 CLIPS = ("wheat", "city")
 
 
 def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timesteps: tuple[int, ...] = TIMESTEPS,
-                  sampling_steps: tuple[int, ...] = SAMPLING_STEPS, seed: int = 0) -> dict[str, Any]:
+                  sampling_steps: tuple[int, ...] = SAMPLING_STEPS, seed: int = 0,
+                  i2v_steps: int = I2V_STEPS) -> dict[str, Any]:
     """Seam of the teacher-forced x0 prediction per timestep and of DDIM samples per step count."""
     from mardini import MarDiniPipeline
     from mardini.demo import demo_clip
@@ -88,7 +93,8 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
             row: dict[str, Any] = {"truth_through_codec": seam(truth[1:-1], *grid),
                                    "codec_token_offsets": seam(to_uint8((z + offsets)[0])[1:-1], *grid),
                                    "latent_seam_truth": latent_seam(z[0, 1:-1]),
-                                   "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {}}
+                                   "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {},
+                                   "i2v_guidance": {}}
             for t in timesteps:
                 tt = torch.tensor([t])
                 noise = torch.randn(z.shape, generator=generator)
@@ -107,6 +113,12 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                 out = pipe.sample(z, z_low, mask, steps=steps, generator=torch.Generator().manual_seed(seed),
                                   progress=False)
                 row["sampled"][str(steps)] = seam(to_uint8(out[0])[1:-1], *grid)
+            first_only = torch.ones_like(mask)
+            first_only[:, 0] = False
+            for scale in GUIDANCE:
+                out = pipe.sample(z, z_low, first_only, steps=i2v_steps, guidance_scale=scale,
+                                  generator=torch.Generator().manual_seed(seed), progress=False)
+                row["i2v_guidance"][f"{scale:g}"] = seam(to_uint8(out[0])[1:], *grid)
         rows[name] = row
     return {"checkpoint": str(checkpoint), "clips": rows, "frames": frames, "size": size, "grid": list(grid)}
 
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="one clip, two timesteps, one step count")
     args = parser.parse_args(argv)
-    settings = dict(clips=("wheat",), timesteps=(100, 999), sampling_steps=(1,)) if args.quick else {}
+    settings = dict(clips=("wheat",), timesteps=(100, 999), sampling_steps=(1,), i2v_steps=1) if args.quick else {}
     started = time.time()
     results = [seam_by_noise(c, seed=args.seed, **settings) for c in args.checkpoint]
     report = {"results": results, "seconds": round(time.time() - started, 1), "seed": args.seed,
@@ -133,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             sampled = " ".join(f"{s} steps:{v:.2f}" for s, v in row["sampled"].items())
             print(f"{r['checkpoint']} {name}: truth {row['truth_through_codec']:.2f} | teacher-forced {line('teacher_forced')} "
                   f"| no plan {line('no_plan')} | latent seam (truth {row['latent_seam_truth']:.2f}) "
-                  f"{line('latent_seam')} | codec, token offsets {row['codec_token_offsets']:.2f} | sampled {sampled}")
+                  f"{line('latent_seam')} | codec, token offsets {row['codec_token_offsets']:.2f} | sampled {sampled} | "
+                  f"i2v by guidance " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_guidance"].items()))
     return 0
 
 
