@@ -94,3 +94,39 @@ def test_check_request_is_the_one_call_a_front_end_makes(monkeypatch):
     with pytest.raises(limits.RequestError, match="needs about"):
         limits.check_request(config, [(8000, 8000)], height=8000, width=8000)
     assert limits.check_request(config, [(8000, 8000)], height=8000, width=8000, memory=False) == (8000, 8000, 9)
+
+
+def test_out_of_memory_is_recognised_and_named_in_one_line():
+    import torch
+
+    for err in (MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:121] DefaultCPUAllocator: can't "
+                                            "allocate memory: you tried to allocate 9663676416 bytes"),
+                torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")):
+        assert limits.is_out_of_memory(err), err
+    for err in (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), ValueError("out of memory"),
+                KeyError("x")):
+        assert not limits.is_out_of_memory(err), err
+    message = limits.out_of_memory_message(128, 256, 33)
+    assert "\n" not in message and "256x128 x 33 frames" in message and "--window" in message
+    assert "--window" not in limits.out_of_memory_message(cli=False)
+
+
+def test_cli_turns_running_out_of_memory_into_one_line_and_lets_bugs_through(tiny_checkpoint, tmp_path, capsys,  # noqa: F811
+                                                                             monkeypatch):
+    image = _image(tmp_path, 64)
+    args = ["generate", "i2v", "--checkpoint", str(tiny_checkpoint), "--image", str(image), *FAST]
+
+    def fail(error):
+        def sample(*a, **k):
+            raise error
+        return sample
+
+    monkeypatch.setattr("mardini.pipeline.MarDiniPipeline.sample",
+                        fail(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes")))
+    assert main([*args, "--out", str(tmp_path / "a.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mardini generate: error: out of memory while generating" in err
+    assert not (tmp_path / "a.mp4").exists()
+    monkeypatch.setattr("mardini.pipeline.MarDiniPipeline.sample", fail(RuntimeError("a bug")))
+    with pytest.raises(RuntimeError, match="a bug"):  # not an input problem: the traceback is kept
+        main([*args, "--out", str(tmp_path / "b.mp4")])

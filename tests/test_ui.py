@@ -142,6 +142,19 @@ def test_bad_forms_give_one_readable_line(pipe, tmp_path, task, changes, message
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
+def test_out_of_memory_and_bugs_get_a_line_of_their_own_not_gradios_bare_error(capsys):
+    assert ui.page_error(ValueError("fps must be a positive number,\n got 0")) == "fps must be a positive number, got 0"
+    oom = ui.page_error(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 9 GB"))
+    assert oom.startswith("out of memory while generating") and "height" in oom and "--" not in oom
+    assert capsys.readouterr().err == ""  # expected failures leave the server's log alone
+    try:
+        {}["frames"]
+    except KeyError as err:
+        bug = ui.page_error(err)
+    assert bug.startswith("unexpected error (KeyError: 'frames')") and "server's log" in bug
+    assert "Traceback" in capsys.readouterr().err  # the bug's traceback is logged
+
+
 def test_only_loopback_addresses_go_without_a_warning():
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert ui.host_warning(host) is None

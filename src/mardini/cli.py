@@ -666,6 +666,14 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(err).split())  # one line, whatever the message
         print(f"mardini {args.command}: error: {message}", file=sys.stderr)
         return 2
+    except (MemoryError, RuntimeError) as err:
+        from mardini.limits import is_out_of_memory, out_of_memory_message
+
+        if not is_out_of_memory(err):
+            raise  # a bug: its traceback is what a report needs
+        size = (args.height, args.width, args.frames) if args.command == "generate" else (None, None, None)
+        print(f"mardini {args.command}: error: {out_of_memory_message(*size)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ module imports neither torch nor the models: it works from a :class:`~mardini.co
 * :func:`estimate_memory` / :func:`check_memory`: peak memory of a CPU generation and a refusal
   when it exceeds what the machine has available (:func:`available_memory`).
 * :func:`check_request`: all of the above for one request, the call a front end makes.
+* :func:`is_out_of_memory` / :func:`out_of_memory_message`: what a front end says when a request
+  that passed the estimate still runs out of memory (another process took it, or a GPU filled).
 """
 
 from __future__ import annotations
@@ -195,6 +197,31 @@ def check_request(config: MarDiniConfig, inputs: list[tuple[int, int]], *, num_f
     if memory:
         check_memory(config, height, width, num_frames, window=window, input_pixels=sum(h * w for h, w in inputs))
     return height, width, num_frames
+
+
+#: Substrings of torch's errors when an allocation fails: the CPU allocator's RuntimeError and
+#: CUDA's OutOfMemoryError (a RuntimeError too), matched by text so that this module stays torch-free.
+_OUT_OF_MEMORY_TEXTS = ("can't allocate memory", "out of memory", "outofmemoryerror")
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure: Python's MemoryError, torch's CPU allocator
+    ("DefaultCPUAllocator: can't allocate memory") or CUDA's ``torch.OutOfMemoryError``."""
+    if isinstance(err, MemoryError):
+        return True
+    text = f"{type(err).__name__} {err}".lower()
+    return isinstance(err, RuntimeError) and any(t in text for t in _OUT_OF_MEMORY_TEXTS)
+
+
+def out_of_memory_message(height: int | None = None, width: int | None = None, num_frames: int | None = None,
+                          *, cli: bool = True) -> str:
+    """The one line a front end shows for an :func:`is_out_of_memory` error: what was asked (when
+    known), what to lower, named as that front end names it (``cli``: the command's options)."""
+    asked = (f" for {width}x{height} x {num_frames} frames" if None not in (height, width, num_frames) else "")
+    lower = ("--window (frames per model call), --height/--width or --frames, or add --cpu-offload on a GPU"
+             if cli else "the size (height, width) or the number of frames")
+    return (f"out of memory while generating{asked}: the machine had less free memory than the request "
+            f"needed (another program may be using it); lower {lower}, then try again (no partial file was written)")
 
 
 def _gb(size: int) -> str:

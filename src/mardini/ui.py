@@ -20,8 +20,10 @@ import os
 import re
 import shlex
 import shutil
+import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -391,6 +393,20 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def page_error(err: BaseException) -> str:
+    """The one line the page shows for a failed request: the message of an input error
+    (`READABLE_ERRORS`), what to lower when memory ran out (`mardini.limits.is_out_of_memory`),
+    and for anything else (a bug) its type and message with a pointer to the traceback, which is
+    printed to the server's log here (Gradio's own box would say only "Error")."""
+    if isinstance(err, READABLE_ERRORS):
+        return one_line(err)
+    if limits.is_out_of_memory(err):
+        return limits.out_of_memory_message(cli=False)
+    traceback.print_exception(err, file=sys.stderr)
+    return (f"unexpected error ({type(err).__name__}: {one_line(err)[:300]}); the server's log has the "
+            f"traceback: please report it with the settings you used")
+
+
 # --------------------------------------------------------------------------------------------
 # The page (Gradio)
 # --------------------------------------------------------------------------------------------
@@ -523,8 +539,8 @@ def _handler(gr: Any, task: str, fields: dict[str, Any], pipe: MarDiniPipeline, 
         try:
             request = request_from_form(task, form)
             result = run_request(request, pipe, workdir / f"{counter.next():05d}", checkpoint=checkpoint)
-        except READABLE_ERRORS as err:
-            raise gr.Error(one_line(err), print_exception=False) from None
+        except Exception as err:  # noqa: BLE001 - every failure becomes one line on the page
+            raise gr.Error(page_error(err), print_exception=False) from None
         gallery = [(frame, None) for frame in result.given]
         return (str(result.mp4), str(result.sheet), gallery, [str(result.mp4), str(result.gif), str(result.sheet)],
                 result.summary, result.command)
