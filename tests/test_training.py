@@ -420,6 +420,10 @@ def test_cache_command_builds_a_cache_a_stage_trains_from(tmp_path, codec_dir):
     assert len(index["items"]) == 6
     # The index says which part of every source the mixture's clips came from (never the held-out 20%).
     assert [p["time_range"] for p in index["dataset"]["parts"]] == [[0.0, 0.8], [0.0, 0.8]]
+    # ... and what they were made from: the stage, its data spec as written, the codec folder.
+    origin, stage = index["origin"], load_stage_config(config)
+    assert origin["stage"] == stage.name and origin["data"] == stage.data and origin["frames"] == stage.frames
+    assert origin["codec"] == str(Path(codec_dir).resolve()) and origin["seed"] == stage.seed
     cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=2", "batch_size=2",
                  f"data={{kind: latents, path: {tmp_path / 'cache'}}}")
     train(cfg, tmp_path / "run", progress=False)

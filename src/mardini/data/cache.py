@@ -123,7 +123,7 @@ class LatentCache:
     def build(cls, dataset: Any, codec: Any, folder: str | os.PathLike, *, epochs: int = 1,
               num_clips: int | None = None, batch_size: int = 8, shard_size: int = 256,
               dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
-              overwrite: bool = False) -> "LatentCache":
+              overwrite: bool = False, origin: dict[str, Any] | None = None) -> "LatentCache":
         """Encode clips of ``dataset`` with ``codec`` into ``folder``; see :func:`build_latent_cache`."""
         folder = Path(folder)
         if (folder / INDEX_NAME).exists() and not overwrite:
@@ -175,6 +175,8 @@ class LatentCache:
                         "sampling": _sampling_dict(sampling)},
             "shards": shards, "items": items,
         }
+        if origin is not None:
+            info["origin"] = dict(origin)
         tmp = folder / (INDEX_NAME + ".tmp")
         tmp.write_text(json.dumps(info, indent=1) + "\n")
         os.replace(tmp, folder / INDEX_NAME)
@@ -192,7 +194,7 @@ def _dataset_dict(dataset: Any) -> dict[str, Any]:
 def build_latent_cache(dataset: Any, codec: Any, folder: str | os.PathLike, *, epochs: int = 1,
                        num_clips: int | None = None, batch_size: int = 8, shard_size: int = 256,
                        dtype: torch.dtype = torch.float32, device: str | torch.device | None = None,
-                       overwrite: bool = False) -> LatentCache:
+                       overwrite: bool = False, origin: dict[str, Any] | None = None) -> LatentCache:
     """Encode clips of a pixel dataset with ``codec`` (both resolutions) and store them in ``folder``.
 
     Args:
@@ -207,11 +209,14 @@ def build_latent_cache(dataset: Any, codec: Any, folder: str | os.PathLike, *, e
         dtype: storage dtype (float32 keeps latents bit-exact; float16 halves the size).
         device: where to encode (default: the codec's device).
         overwrite: replace an existing cache in ``folder``.
+        origin: what the clips were made from, stored as the index's ``origin`` (``mardini cache``
+            records the stage's name, its ``data`` spec as written, corpus path included, and the
+            codec folder), so a cache says which data and codec it holds.
 
     Returns the opened :class:`LatentCache`.
     """
     return LatentCache.build(dataset, codec, folder, epochs=epochs, num_clips=num_clips, batch_size=batch_size,
-                             shard_size=shard_size, dtype=dtype, device=device, overwrite=overwrite)
+                             shard_size=shard_size, dtype=dtype, device=device, overwrite=overwrite, origin=origin)
 
 
 class CachedLatentDataset(Dataset):

@@ -193,8 +193,10 @@ def build_stage_cache(cfg: StageConfig, out: str | Path, *, model: str | None = 
     else:
         raise ValueError(f"stage '{cfg.name}' names no codec: pass --codec (a codec folder or train-vae run)")
     dataset = _make_dataset(cfg, model_config)
+    origin = {"stage": cfg.name, "data": cfg.data, "codec": str(Path(codec_dir).resolve()),
+              "frames": cfg.frames, "height": cfg.height, "width": cfg.width, "seed": cfg.seed}
     build_latent_cache(dataset, load_codec(codec_dir).eval(), out, epochs=epochs, num_clips=num_clips,
-                       overwrite=overwrite)
+                       overwrite=overwrite, origin=origin)
     return Path(out)
 
 
