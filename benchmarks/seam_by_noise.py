@@ -15,7 +15,15 @@ the latents': does the decoder turn per-token errors into a grid?). ``latent_sea
 question asked of the latents themselves (mean step across token boundaries over the step inside a
 token, along rows), before the decoder. Last, image-to-video (first frame given, the rest from
 noise) sampled with DDIM at ``I2V_STEPS`` steps without and with classifier-free guidance
-(``i2v_guidance``): does guidance make the mosaic?
+(``i2v_guidance``): does guidance make the mosaic? (``i2v_ssim_last``: SSIM of its frame 8 to the
+reference's codec round trip, the issue's "recognisably the reference's scene".)
+
+The image-to-video probe (``i2v_from_noise``) asks whether the generator has learnt its
+from-noise path at all: with only the first frame given, the teacher-forced x0 at t = 999 (pure
+noise) and 700, scored by SSIM against the true frames 1-8 through the codec (a model that uses
+the reference predicts a blurred copy of it; one that does not predicts grey), and
+``plan_effect``, the relative change of the velocity when the planning signal is replaced by
+Z_uncond (how much the generator listens to the planner).
 
     python benchmarks/seam_by_noise.py --checkpoint CK [--checkpoint CK2] --out seam.json
 
@@ -36,6 +44,7 @@ from typing import Any
 import torch
 
 TIMESTEPS = (20, 100, 300, 500, 700, 900, 999)
+I2V_PROBE_TIMESTEPS = (999, 700)  # high noise: where only the reference (and the plan) can tell the content
 GUIDANCE = (1.0, 2.5)  # none, and the paper's image-to-video scale
 I2V_STEPS = 25
 OFFSET_STD = 0.2  # per-token offsets of the codec control, as a share of the latents' std
@@ -53,6 +62,7 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
     from mardini.diffusion.schedule import alpha_sigma
     from mardini.evaluation.artefacts import seam
     from mardini.evaluation.interpolation import model_grid
+    from mardini.evaluation.metrics import ssim
 
     pipe = MarDiniPipeline.from_pretrained(checkpoint)
     cfg = pipe.config
@@ -94,7 +104,7 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                                    "codec_token_offsets": seam(to_uint8((z + offsets)[0])[1:-1], *grid),
                                    "latent_seam_truth": latent_seam(z[0, 1:-1]),
                                    "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {},
-                                   "i2v_guidance": {}}
+                                   "i2v_guidance": {}, "i2v_ssim_last": {}, "i2v_from_noise": {}}
             for t in timesteps:
                 tt = torch.tensor([t])
                 noise = torch.randn(z.shape, generator=generator)
@@ -115,10 +125,30 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                 row["sampled"][str(steps)] = seam(to_uint8(out[0])[1:-1], *grid)
             first_only = torch.ones_like(mask)
             first_only[:, 0] = False
+            reference = to_uint8(z[0, :1]).float() / 255
             for scale in GUIDANCE:
                 out = pipe.sample(z, z_low, first_only, steps=i2v_steps, guidance_scale=scale,
                                   generator=torch.Generator().manual_seed(seed), progress=False)
-                row["i2v_guidance"][f"{scale:g}"] = seam(to_uint8(out[0])[1:], *grid)
+                made = to_uint8(out[0])
+                row["i2v_guidance"][f"{scale:g}"] = seam(made[1:], *grid)
+                row["i2v_ssim_last"][f"{scale:g}"] = float(ssim(made[-1:].float() / 255, reference).mean())
+            i2v_plan = pipe.model.planner(z_low, first_only)
+            i2v_prior = diffusion_prior(cfg.diffusion, z, first_only)
+            i2v_clean = z if i2v_prior is None else (z - i2v_prior.mean) / i2v_prior.scale
+            for t in I2V_PROBE_TIMESTEPS:
+                tt = torch.tensor([min(t, last)])
+                noisy = pipe.scheduler.add_noise(i2v_clean, torch.randn(z.shape, generator=generator), tt)
+                shown = noisy if i2v_prior is None else i2v_prior.mean + i2v_prior.scale * noisy
+                x = torch.where(first_only[:, :, None, None, None], shown, z)
+                alpha, sigma = alpha_sigma(pipe.scheduler, tt)
+                v = pipe.model.generator(x, tt, first_only, i2v_plan)
+                v_uncond = pipe.model.generator(x, tt, first_only, None)
+                x0 = alpha * noisy - sigma * v
+                x0 = x0 if i2v_prior is None else i2v_prior.mean + i2v_prior.scale * x0
+                score = ssim(to_uint8(x0[0, 1:]).float() / 255, truth[1:].float() / 255).mean()
+                row["i2v_from_noise"][str(t)] = {
+                    "ssim": float(score),
+                    "plan_effect": float((v - v_uncond)[:, 1:].norm() / v[:, 1:].norm().clamp_min(1e-12))}
         rows[name] = row
     return {"checkpoint": str(checkpoint), "clips": rows, "frames": frames, "size": size, "grid": list(grid)}
 
@@ -146,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['checkpoint']} {name}: truth {row['truth_through_codec']:.2f} | teacher-forced {line('teacher_forced')} "
                   f"| no plan {line('no_plan')} | latent seam (truth {row['latent_seam_truth']:.2f}) "
                   f"{line('latent_seam')} | codec, token offsets {row['codec_token_offsets']:.2f} | sampled {sampled} | "
-                  f"i2v by guidance " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_guidance"].items()))
+                  f"i2v by guidance " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_guidance"].items())
+                  + " (SSIM last " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_ssim_last"].items()) + ") | "
+                  "i2v from noise " + " ".join(f"t={t}: SSIM {v['ssim']:.2f}, plan effect {v['plan_effect']:.3f}"
+                                               for t, v in row["i2v_from_noise"].items()))
     return 0
 
 

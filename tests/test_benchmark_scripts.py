@@ -290,7 +290,9 @@ def test_seam_by_noise_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:  # 
     assert bench.main(["--checkpoint", str(tiny_checkpoint), "--out", str(out), "--quick"]) == 0
     row = json.loads(out.read_text())["results"][0]["clips"]["wheat"]
     assert set(row["teacher_forced"]) == set(row["no_plan"]) == set(row["latent_seam"]) == {"100", "999"}
-    assert set(row["sampled"]) == {"1"} and set(row["i2v_guidance"]) == {"1", "2.5"}
+    assert set(row["sampled"]) == {"1"} and set(row["i2v_guidance"]) == set(row["i2v_ssim_last"]) == {"1", "2.5"}
+    probe = row["i2v_from_noise"]
+    assert set(probe) == {"999", "700"} and all(-1 <= p["ssim"] <= 1 and p["plan_effect"] >= 0 for p in probe.values())
     assert all(math.isfinite(v) and v > 0 for v in [row["truth_through_codec"], row["codec_token_offsets"],
                                                      row["latent_seam_truth"], *row["teacher_forced"].values(),
                                                      *row["no_plan"].values(), *row["latent_seam"].values(),
