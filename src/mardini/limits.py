@@ -29,12 +29,14 @@ from mardini.config import MarDiniConfig
 MAX_FRAMES = 4096
 
 # Peak resident memory of a CPU generation, fitted (least squares, within 6%) to the `/usr/bin/time`
-# peaks of `mardini generate i2v --steps 1` with the bundled model on the development machine
+# peaks of `mardini generate i2v --steps 1` with the first bundled model on the development machine
 # (torch 2.13, float32, 2 cores): 128x128 x 9 frames 558 MB, 256x256 x 9 670 MB, 384x384 x 9
 # 945 MB, 512x512 x 9 1148 MB, 128x128 x 33 657 MB (docs/usage.md, "Size, length and memory").
 # A fixed part (Python, torch, the networks, the codec), a part per output pixel of each frame of
 # a window (activations of the networks, guidance included, and of the codec's chunks), and a part
 # per output pixel of every frame of the video (latent timeline, decoded float and uint8 video).
+# Rechecked on the corpus model bundled since (spatio-temporal generator attention, refined
+# decoder), the same command: 560, 735 and 1142 MB at 128, 256 and 512 px x 9 frames, within 6%.
 _BASE_BYTES = 530 * 2**20
 _WINDOW_BYTES_PER_PIXEL = 50
 _VIDEO_BYTES_PER_PIXEL = 240

@@ -592,7 +592,7 @@ def run_task(task_name: str, checkpoint: str | os.PathLike | None, images: str |
     settings = {
         "benchmark": BENCHMARKS[task.name][0],
         "task": task.name, "description": task.description,
-        "images": str(images) if data is None else f"{task.taken} of real clips of {data}",
+        "images": str(images) if data is None else f"{task.taken} of real clips of the data",
         "data": data,
         "time_range": list(time_range) if data is not None else None, "split": split if data is not None else None,
         "checkpoint": str(checkpoint),
