@@ -246,3 +246,37 @@ def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
     # A network that predicts nothing returns the prior itself.
     out = sample_ddim(lambda x, t: torch.zeros_like(x), latents, gen, scheduler, steps=1, prior=Prior(prior, 0.5))
     assert torch.equal(out, prior)
+
+
+def test_timestep_sampling_uniform_or_logit_normal_in_range_and_seeded():
+    from mardini.diffusion import sample_timesteps
+
+    rng = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    uniform = sample_timesteps(20000, 1000, rng=rng())
+    assert uniform.dtype == torch.long and 0 <= uniform.min() and uniform.max() <= 999
+    assert abs(uniform.float().mean().item() - 499.5) < 10 and (uniform >= 900).float().mean() > 0.08
+    middle = sample_timesteps(20000, 1000, "logit_normal", 0.0, 1.0, rng=rng())
+    assert 0 <= middle.min() and middle.max() <= 999 and abs(middle.float().median().item() - 500) < 15
+    # Concentrated on the middle: fewer draws at either end than uniform gives.
+    assert (middle < 100).float().mean() < 0.05 and (middle >= 900).float().mean() < 0.05
+    lower = sample_timesteps(20000, 1000, "logit_normal", -0.5, 1.0, rng=rng())
+    assert lower.float().median() < 400  # sigmoid(-0.5) = 0.38
+    assert torch.equal(lower, sample_timesteps(20000, 1000, "logit_normal", -0.5, 1.0, rng=rng()))
+    with pytest.raises(ValueError, match="unknown timestep sampling 'cosine'"):
+        sample_timesteps(4, 1000, "cosine")
+    with pytest.raises(ValueError, match="positive std"):
+        sample_timesteps(4, 1000, "logit_normal", 0.0, 0.0)
+
+
+def test_stage_config_checks_the_timestep_sampling(tmp_path):
+    from mardini.training import load_stage_config
+
+    path = tmp_path / "stage.yaml"
+    path.write_text("train: joint\ninit: mardini-tiny\n")
+    cfg = load_stage_config(path, ["timestep_sampling=logit_normal", "timestep_mean=-0.5"])
+    assert (cfg.timestep_sampling, cfg.timestep_mean, cfg.timestep_std) == ("logit_normal", -0.5, 1.0)
+    assert load_stage_config(path).timestep_sampling == "uniform"  # the paper's, by default
+    with pytest.raises(ValueError, match="timestep_sampling must be one of"):
+        load_stage_config(path, ["timestep_sampling=beta"])
+    with pytest.raises(ValueError, match="timestep_std a positive one"):
+        load_stage_config(path, ["timestep_sampling=logit_normal", "timestep_std=0"])

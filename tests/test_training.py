@@ -444,3 +444,27 @@ def test_every_shipped_config_loads():
     # Every stage has its CI-sized copy, which the recipe test above trains in order.
     stages = {p.name for p in shipped if not p.name.startswith("vae")}
     assert stages == {p.name for p in CONFIGS.glob("*.yaml")} == {f"{name}.yaml" for name in STAGES}
+
+
+def test_a_stage_trains_with_logit_normal_timesteps_and_resume_keeps_them(tmp_path, codec_dir, monkeypatch):
+    """`timestep_sampling` reaches the loss (every draw goes through sample_timesteps) and is part of
+    the run's recorded config, so resuming with another sampling is refused like any config change."""
+    import mardini.diffusion.losses as losses
+
+    seen = []
+    original = losses.sample_timesteps
+
+    def spy(*args, **kwargs):
+        seen.append(args[2:5])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(losses, "sample_timesteps", spy)
+    overrides = ["steps=2", "batch_size=2", "log_every=1", "checkpoint_every=1", "sample_every=0",
+                 "timestep_sampling=logit_normal", "timestep_mean=-0.5"]
+    cfg = _stage("stage1a_generator", codec_dir, *overrides)
+    train(cfg, tmp_path / "run", progress=False)
+    assert seen and all(s == ("logit_normal", -0.5, 1.0) for s in seen)
+    assert json.loads((tmp_path / "run" / "stage.json").read_text())["timestep_sampling"] == "logit_normal"
+    with pytest.raises(TrainingError, match="timestep_sampling"):
+        train(_stage("stage1a_generator", codec_dir, *overrides[:-2], "steps=3"), tmp_path / "run", resume=True,
+              progress=False)

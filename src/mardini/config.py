@@ -29,6 +29,8 @@ MlpKind = Literal["gelu", "swiglu"]
 
 #: Values of ``DiffusionConfig.prior`` (see :mod:`mardini.diffusion.prior`).
 PRIORS = ("none", "reference_interpolation", "between_references")
+#: How training draws timesteps (see :func:`mardini.diffusion.losses.sample_timesteps`).
+TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 
 #: Version of the checkpoint format written by :mod:`mardini.checkpoint`.
 FORMAT_VERSION = 1

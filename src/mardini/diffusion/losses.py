@@ -7,6 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 from torch import Tensor
 
+from mardini.config import TIMESTEP_SAMPLINGS
 from mardini.diffusion.prior import Prior
 from mardini.models.generator import Generator
 from mardini.models.planner import Planner
@@ -27,13 +28,36 @@ def masked_mse(prediction: Tensor, target: Tensor, frame_is_generated: Tensor) -
     return (squared * weight).sum() / elements
 
 
+def sample_timesteps(batch: int, num_train_timesteps: int, sampling: str = "uniform", mean: float = 0.0,
+                     std: float = 1.0, device: torch.device | str | None = None,
+                     rng: torch.Generator | None = None) -> Tensor:
+    """One integer timestep in ``[0, num_train_timesteps)`` per clip.
+
+    ``sampling`` (`mardini.config.TIMESTEP_SAMPLINGS`): ``uniform`` over 0..T-1 (the paper's, as
+    DDPM), or ``logit_normal``: t = T * sigmoid(mean + std * N(0, 1)), which concentrates on middle
+    noise levels (Esser et al. 2024, SD3, section 3.1, "logit-normal sampling"); a negative ``mean``
+    moves the weight toward less noise, where the generator draws its 16-px token grid
+    (docs/benchmarks.md, "Seam by noise level").
+    """
+    if sampling == "uniform":
+        return torch.randint(0, num_train_timesteps, (batch,), device=device, generator=rng)
+    if sampling == "logit_normal":
+        if not std > 0:
+            raise ValueError(f"the logit-normal timestep sampling needs a positive std, got {std}")
+        u = torch.sigmoid(mean + std * torch.randn(batch, device=device, generator=rng))
+        return (u * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
+    raise ValueError(f"unknown timestep sampling '{sampling}'; use one of {TIMESTEP_SAMPLINGS}")
+
+
 def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latents: Tensor, frame_is_generated: Tensor,
                           plan: Tensor | None = None, plan_dropout: float = 0.0,
-                          rng: torch.Generator | None = None, prior: Prior | None = None) -> Tensor:
+                          rng: torch.Generator | None = None, prior: Prior | None = None,
+                          timestep_sampling: str = "uniform", timestep_mean: float = 0.0,
+                          timestep_std: float = 1.0) -> Tensor:
     """Masked v-prediction loss: Eq. 1 when ``plan`` is None (Z_uncond), Eq. 3 otherwise.
 
-    One timestep per clip is drawn uniformly; only generated frames are noised, references stay
-    clean. With ``plan_dropout`` > 0 the planning signal of that share of clips is replaced by
+    One timestep per clip is drawn (:func:`sample_timesteps`: uniformly by default); only
+    generated frames are noised, references stay clean. With ``plan_dropout`` > 0 the planning signal of that share of clips is replaced by
     Z_uncond, which is what makes classifier-free guidance possible (section 2.4.1, p = 0.1).
     With a ``prior`` (:func:`mardini.diffusion.prior.diffusion_prior`) the residual
     ``(latents - prior.mean) / prior.scale`` is what is noised and whose velocity is the target;
@@ -41,7 +65,8 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     """
     batch = latents.shape[0]
     device = latents.device
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (batch,), device=device, generator=rng)
+    timesteps = sample_timesteps(batch, scheduler.config.num_train_timesteps, timestep_sampling, timestep_mean,
+                                 timestep_std, device, rng)
     noise = torch.randn(latents.shape, device=device, generator=rng, dtype=latents.dtype)
     clean = latents if prior is None else (latents - prior.mean) / prior.scale
     noisy = scheduler.add_noise(clean, noise, timesteps)

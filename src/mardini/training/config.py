@@ -8,6 +8,7 @@ come from (a preset for the first stage, the previous stage's checkpoint for the
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mardini.config import PRIORS
+from mardini.config import PRIORS, TIMESTEP_SAMPLINGS
 from mardini.training.masking import MaskSchedule
 
 StageKind = Literal["generator", "planner", "joint"]
@@ -67,6 +68,12 @@ class StageConfig:
     #: section 2.4.1). None: 0.1 for joint stages, whose models sample image-to-video with guidance
     #: 2.5, and 0 otherwise.
     plan_dropout: float | None = None
+    #: How each clip's timestep is drawn (`mardini.config.TIMESTEP_SAMPLINGS`): "uniform" (the
+    #: paper's) or "logit_normal" with `timestep_mean` and `timestep_std` (SD3's weighting of the
+    #: middle noise levels).
+    timestep_sampling: str = "uniform"
+    timestep_mean: float = 0.0
+    timestep_std: float = 1.0
     frames: int = 9
     height: int = 128
     width: int = 128
@@ -197,6 +204,11 @@ def validate(cfg: StageConfig) -> None:
     if cfg.prior is not None and cfg.prior not in PRIORS:
         raise ValueError(f"prior must be one of {PRIORS} (or left out to keep the starting checkpoint's), "
                          f"got '{cfg.prior}'")
+    if cfg.timestep_sampling not in TIMESTEP_SAMPLINGS:
+        raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SAMPLINGS}, got '{cfg.timestep_sampling}'")
+    if not cfg.timestep_std > 0 or not math.isfinite(cfg.timestep_mean) or not math.isfinite(cfg.timestep_std):
+        raise ValueError(f"timestep_mean must be a finite number and timestep_std a positive one, got "
+                         f"{cfg.timestep_mean} and {cfg.timestep_std}")
     if cfg.distributed not in ("ddp", "fsdp"):
         raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):

@@ -85,7 +85,9 @@ class StageLoss(nn.Module):
         plan = self.model.planner(z_low, generate) if self.cfg.train == "joint" else None  # Eq. 3 / Eq. 1
         return masked_diffusion_loss(self.model.generator, self.scheduler, z_high, generate, plan,
                                      plan_dropout=self.cfg.plan_dropout, rng=rng,
-                                     prior=diffusion_prior(self.model.config.diffusion, z_high, generate))
+                                     prior=diffusion_prior(self.model.config.diffusion, z_high, generate),
+                                     timestep_sampling=self.cfg.timestep_sampling,
+                                     timestep_mean=self.cfg.timestep_mean, timestep_std=self.cfg.timestep_std)
 
 
 def lr_at(step: int, cfg: StageConfig) -> float:
