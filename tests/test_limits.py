@@ -111,8 +111,8 @@ def test_out_of_memory_is_recognised_and_named_in_one_line():
     assert "--window" not in limits.out_of_memory_message(cli=False)
 
 
-def test_cli_turns_running_out_of_memory_into_one_line_and_lets_bugs_through(tiny_checkpoint, tmp_path, capsys,  # noqa: F811
-                                                                             monkeypatch):
+def test_cli_turns_running_out_of_memory_into_one_line_and_lets_bugs_through(
+        tiny_checkpoint, tmp_path, capsys, monkeypatch):  # noqa: F811 - the fixture's name
     image = _image(tmp_path, 64)
     args = ["generate", "i2v", "--checkpoint", str(tiny_checkpoint), "--image", str(image), *FAST]
 

@@ -57,8 +57,9 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     """Masked v-prediction loss: Eq. 1 when ``plan`` is None (Z_uncond), Eq. 3 otherwise.
 
     One timestep per clip is drawn (:func:`sample_timesteps`: uniformly by default); only
-    generated frames are noised, references stay clean. With ``plan_dropout`` > 0 the planning signal of that share of clips is replaced by
-    Z_uncond, which is what makes classifier-free guidance possible (section 2.4.1, p = 0.1).
+    generated frames are noised, references stay clean. With ``plan_dropout`` > 0 the planning
+    signal of that share of clips is replaced by Z_uncond, which is what makes classifier-free
+    guidance possible (section 2.4.1, p = 0.1).
     With a ``prior`` (:func:`mardini.diffusion.prior.diffusion_prior`) the residual
     ``(latents - prior.mean) / prior.scale`` is what is noised and whose velocity is the target;
     the generator sees ``prior.mean + prior.scale * noisy residual`` at generated frames.
