@@ -88,6 +88,25 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
         inside = torch.cat([step[..., k::patch] for k in range(patch - 1)], dim=-1).mean()
         return float(across / inside)
 
+    def teacher_forced(z: torch.Tensor, generate: torch.Tensor, t: int, noise: torch.Tensor,
+                       signals: tuple[torch.Tensor | None, ...]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The true latents ``z`` noised at ``t`` as training does (Eq. 3, around the checkpoint's
+        prior for this mask), one generator call per planning signal: ``(x0, v)`` for each, x0
+        with the reference frames as given."""
+        prior = diffusion_prior(cfg.diffusion, z, generate)
+        clean = z if prior is None else (z - prior.mean) / prior.scale
+        tt = torch.tensor([t])
+        noisy = pipe.scheduler.add_noise(clean, noise, tt)
+        keep = generate[:, :, None, None, None]
+        x = torch.where(keep, noisy if prior is None else prior.mean + prior.scale * noisy, z)
+        alpha, sigma = alpha_sigma(pipe.scheduler, tt)
+        out = []
+        for signal in signals:
+            v = pipe.model.generator(x, tt, generate, signal)
+            x0 = alpha * noisy - sigma * v
+            out.append((torch.where(keep, x0 if prior is None else prior.mean + prior.scale * x0, z), v))
+        return out
+
     rows: dict[str, Any] = {}
     generator = torch.Generator().manual_seed(seed)
     for name in clips:
@@ -95,8 +114,6 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
         z, z_low = pipe.encode(clip[None], size, size)
         with torch.no_grad():
             plan = pipe.model.planner(z_low, mask)
-            prior = diffusion_prior(cfg.diffusion, z, mask)
-            clean = z if prior is None else (z - prior.mean) / prior.scale
             truth = to_uint8(z[0])
             offsets = torch.randn(*z.shape[:-2], z.shape[-2] // patch, z.shape[-1] // patch, generator=generator)
             offsets = (OFFSET_STD * z.std() * offsets).repeat_interleave(patch, -2).repeat_interleave(patch, -1)
@@ -106,19 +123,11 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                                    "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {},
                                    "i2v_guidance": {}, "i2v_ssim_last": {}, "i2v_from_noise": {}}
             for t in timesteps:
-                tt = torch.tensor([t])
-                noise = torch.randn(z.shape, generator=generator)
-                noisy = pipe.scheduler.add_noise(clean, noise, tt)
-                shown = noisy if prior is None else prior.mean + prior.scale * noisy
-                x = torch.where(mask[:, :, None, None, None], shown, z)
-                alpha, sigma = alpha_sigma(pipe.scheduler, tt)
-                for key, signal in (("teacher_forced", plan), ("no_plan", None)):
-                    x0 = alpha * noisy - sigma * pipe.model.generator(x, tt, mask, signal)
-                    x0 = x0 if prior is None else prior.mean + prior.scale * x0
-                    made = torch.where(mask[:, :, None, None, None], x0, z)[0]
-                    row[key][str(t)] = seam(to_uint8(made)[1:-1], *grid)
-                    if key == "teacher_forced":
-                        row["latent_seam"][str(t)] = latent_seam(made[1:-1])
+                (made, _), (unplanned, _) = teacher_forced(z, mask, t, torch.randn(z.shape, generator=generator),
+                                                           (plan, None))
+                row["teacher_forced"][str(t)] = seam(to_uint8(made[0])[1:-1], *grid)
+                row["no_plan"][str(t)] = seam(to_uint8(unplanned[0])[1:-1], *grid)
+                row["latent_seam"][str(t)] = latent_seam(made[0, 1:-1])
             for steps in sampling_steps:
                 out = pipe.sample(z, z_low, mask, steps=steps, generator=torch.Generator().manual_seed(seed),
                                   progress=False)
@@ -133,18 +142,9 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                 row["i2v_guidance"][f"{scale:g}"] = seam(made[1:], *grid)
                 row["i2v_ssim_last"][f"{scale:g}"] = float(ssim(made[-1:].float() / 255, reference).mean())
             i2v_plan = pipe.model.planner(z_low, first_only)
-            i2v_prior = diffusion_prior(cfg.diffusion, z, first_only)
-            i2v_clean = z if i2v_prior is None else (z - i2v_prior.mean) / i2v_prior.scale
             for t in I2V_PROBE_TIMESTEPS:
-                tt = torch.tensor([min(t, last)])
-                noisy = pipe.scheduler.add_noise(i2v_clean, torch.randn(z.shape, generator=generator), tt)
-                shown = noisy if i2v_prior is None else i2v_prior.mean + i2v_prior.scale * noisy
-                x = torch.where(first_only[:, :, None, None, None], shown, z)
-                alpha, sigma = alpha_sigma(pipe.scheduler, tt)
-                v = pipe.model.generator(x, tt, first_only, i2v_plan)
-                v_uncond = pipe.model.generator(x, tt, first_only, None)
-                x0 = alpha * noisy - sigma * v
-                x0 = x0 if i2v_prior is None else i2v_prior.mean + i2v_prior.scale * x0
+                (x0, v), (_, v_uncond) = teacher_forced(z, first_only, min(t, last),
+                                                        torch.randn(z.shape, generator=generator), (i2v_plan, None))
                 score = ssim(to_uint8(x0[0, 1:]).float() / 255, truth[1:].float() / 255).mean()
                 row["i2v_from_noise"][str(t)] = {
                     "ssim": float(score),
