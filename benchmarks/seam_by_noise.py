@@ -16,7 +16,14 @@ question asked of the latents themselves (mean step across token boundaries over
 token, along rows), before the decoder. Last, image-to-video (first frame given, the rest from
 noise) sampled with DDIM at ``I2V_STEPS`` steps without and with classifier-free guidance
 (``i2v_guidance``): does guidance make the mosaic? (``i2v_ssim_last``: SSIM of its frame 8 to the
-reference's codec round trip, the issue's "recognisably the reference's scene".)
+reference's codec round trip, the issue's "recognisably the reference's scene".) The same
+image-to-video sample (guidance 2.5) with the token grid moved (``i2v_grid_shift``, the sampler
+option ``diffusion.grid_shift``, `mardini.diffusion.shifted_grid`): every other DDIM step
+(``alternate``) or every step averaged with the unmoved call (``average``) the generator sees the
+latents shifted by half a token, so its 16-px token boundaries fall 8 px from the other call's;
+``seam`` and ``sharpness`` (Laplacian variance over the reference's) of each. If the
+mosaic were only the grid's edges, moving the grid would leave a clean picture; if the content
+of the tokens is wrong, only the edges soften and the wrong content stays (look at the frames).
 
 The image-to-video probe (``i2v_from_noise``) asks whether the generator has learnt its
 from-noise path at all: with only the first frame given, the teacher-forced x0 at t = 999 (pure
@@ -51,16 +58,16 @@ OFFSET_STD = 0.2  # per-token offsets of the codec control, as a share of the la
 SAMPLING_STEPS = (1, 5, 25)
 CLIPS = ("wheat", "city")
 
-
 def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timesteps: tuple[int, ...] = TIMESTEPS,
                   sampling_steps: tuple[int, ...] = SAMPLING_STEPS, seed: int = 0,
                   i2v_steps: int = I2V_STEPS) -> dict[str, Any]:
     """Seam of the teacher-forced x0 prediction per timestep and of DDIM samples per step count."""
     from mardini import MarDiniPipeline
     from mardini.demo import demo_clip
-    from mardini.diffusion import diffusion_prior
+    from mardini.config import GRID_SHIFTS
+    from mardini.diffusion import diffusion_prior, guided_denoiser, sample_ddim, shifted_grid
     from mardini.diffusion.schedule import alpha_sigma
-    from mardini.evaluation.artefacts import seam
+    from mardini.evaluation.artefacts import seam, sharpness
     from mardini.evaluation.interpolation import model_grid
     from mardini.evaluation.metrics import ssim
 
@@ -121,7 +128,8 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                                    "codec_token_offsets": seam(to_uint8((z + offsets)[0])[1:-1], *grid),
                                    "latent_seam_truth": latent_seam(z[0, 1:-1]),
                                    "teacher_forced": {}, "no_plan": {}, "latent_seam": {}, "sampled": {},
-                                   "i2v_guidance": {}, "i2v_ssim_last": {}, "i2v_from_noise": {}}
+                                   "i2v_guidance": {}, "i2v_ssim_last": {}, "i2v_from_noise": {},
+                                   "i2v_grid_shift": {}}
             for t in timesteps:
                 (made, _), (unplanned, _) = teacher_forced(z, mask, t, torch.randn(z.shape, generator=generator),
                                                            (plan, None))
@@ -142,6 +150,17 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                 row["i2v_guidance"][f"{scale:g}"] = seam(made[1:], *grid)
                 row["i2v_ssim_last"][f"{scale:g}"] = float(ssim(made[-1:].float() / 255, reference).mean())
             i2v_plan = pipe.model.planner(z_low, first_only)
+            for mode in GRID_SHIFTS:
+                # The token grid is patch_size latent pixels wide: moving it by half of that puts
+                # the two calls' token edges as far apart as they can be.
+                denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1]),
+                                       max(patch // 2, 1), mode)
+                out = sample_ddim(denoise, z, first_only, pipe.scheduler, i2v_steps,
+                                  rng=torch.Generator().manual_seed(seed),
+                                  prior=diffusion_prior(cfg.diffusion, z, first_only))
+                made = to_uint8(out[0])
+                row["i2v_grid_shift"][mode] = {"seam": seam(made[1:], *grid),
+                                               "sharpness": sharpness(made[1:], made[:1])}
             for t in I2V_PROBE_TIMESTEPS:
                 (x0, v), (_, v_uncond) = teacher_forced(z, first_only, min(t, last),
                                                         torch.randn(z.shape, generator=generator), (i2v_plan, None))
@@ -179,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"i2v by guidance " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_guidance"].items())
                   + " (SSIM last " + " ".join(f"{g}:{v:.2f}" for g, v in row["i2v_ssim_last"].items()) + ") | "
                   "i2v from noise " + " ".join(f"t={t}: SSIM {v['ssim']:.2f}, plan effect {v['plan_effect']:.3f}"
-                                               for t, v in row["i2v_from_noise"].items()))
+                                               for t, v in row["i2v_from_noise"].items())
+                  + " | i2v grid shift " + " ".join(f"{m}: seam {v['seam']:.2f}, sharpness {v['sharpness']:.2f}"
+                                                    for m, v in row["i2v_grid_shift"].items()))
     return 0
 
 

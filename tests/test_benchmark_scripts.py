@@ -293,9 +293,13 @@ def test_seam_by_noise_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:  # 
     assert set(row["sampled"]) == {"1"} and set(row["i2v_guidance"]) == set(row["i2v_ssim_last"]) == {"1", "2.5"}
     probe = row["i2v_from_noise"]
     assert set(probe) == {"999", "700"} and all(-1 <= p["ssim"] <= 1 and p["plan_effect"] >= 0 for p in probe.values())
+    shifts = row["i2v_grid_shift"]
+    assert set(shifts) == {"none", "alternate", "average"}
+    assert all(math.isfinite(v["seam"]) and v["seam"] > 0 and v["sharpness"] >= 0 for v in shifts.values())
     assert all(math.isfinite(v) and v > 0 for v in [row["truth_through_codec"], row["codec_token_offsets"],
                                                      row["latent_seam_truth"], *row["teacher_forced"].values(),
                                                      *row["no_plan"].values(), *row["latent_seam"].values(),
                                                      *row["sampled"].values(), *row["i2v_guidance"].values()])
     with pytest.raises(ValueError, match="outside 0.."):
         bench.seam_by_noise(tiny_checkpoint, clips=("wheat",), timesteps=(5000,), sampling_steps=())
+

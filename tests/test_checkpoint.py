@@ -122,10 +122,12 @@ def test_export_halves_the_weights_and_keeps_the_outputs(tmp_path, capsys):
     assert "--force" in capsys.readouterr().err
     # Sampling defaults can be set at export, and only they.
     assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "set"),
-                 "--set", "diffusion.inbetween_steps=1", "--set", "diffusion.sampling_steps=10"]) == 0
+                 "--set", "diffusion.inbetween_steps=1", "--set", "diffusion.sampling_steps=10",
+                 "--set", "diffusion.grid_shift=alternate"]) == 0
     diffusion = load_checkpoint(tmp_path / "set")[0].config.diffusion
-    assert (diffusion.inbetween_steps, diffusion.sampling_steps) == (1, 10)
+    assert (diffusion.inbetween_steps, diffusion.sampling_steps, diffusion.grid_shift) == (1, 10, "alternate")
     for bad, message in (("generator.depth=2", "can set only"), ("diffusion.inbetween_steps=0", "positive"),
+                         ("diffusion.grid_shift=diagonal", "unknown grid_shift"),
                          ("diffusion.inbetween_steps", "KEY=VALUE")):
         assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "bad"),
                      "--set", bad]) == 2

@@ -280,3 +280,33 @@ def test_stage_config_checks_the_timestep_sampling(tmp_path):
         load_stage_config(path, ["timestep_sampling=beta"])
     with pytest.raises(ValueError, match="timestep_std a positive one"):
         load_stage_config(path, ["timestep_sampling=logit_normal", "timestep_std=0"])
+
+
+def test_shifted_grid_moves_the_denoisers_input_and_crops_back():
+    from mardini.diffusion import shifted_grid
+
+    seen: list[torch.Tensor] = []
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        seen.append(x)
+        return x * 2  # a pointwise map: after the crop, a moved call must give what the unmoved one does
+
+    x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 3, 1, 4, 4)
+    t = torch.zeros(2)
+    assert shifted_grid(denoise, 1, "none") is denoise
+    alternate = shifted_grid(denoise, 1, "alternate")
+    for _ in range(3):
+        assert torch.equal(alternate(x, t), x * 2)
+    # First call unmoved (a one-step sampler is unchanged), then every other one moved.
+    assert [tuple(s.shape[-2:]) for s in seen] == [(4, 4), (6, 6), (4, 4)]
+    # The moved input is the latents shifted one pixel down and right, edges replicated.
+    assert torch.equal(seen[1][..., 1:5, 1:5], x) and torch.equal(seen[1][..., 0, 1:5], x[..., 0, :])
+    seen.clear()
+    assert torch.equal(shifted_grid(denoise, 1, "average")(x, t), x * 2) and len(seen) == 2
+    with pytest.raises(ValueError, match="unknown grid shift 'sideways'"):
+        shifted_grid(denoise, 1, "sideways")
+    with pytest.raises(ValueError, match="at least one latent pixel"):
+        shifted_grid(denoise, 0, "alternate")
+    with pytest.raises(ValueError, match="unknown grid_shift 'diagonal'"):
+        DiffusionConfig(grid_shift="diagonal")
+

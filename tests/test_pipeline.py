@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import wake_zero_init
 from mardini import MarDiniPipeline
 from mardini.checkpoint import CODEC_DIR, CheckpointError, load_checkpoint
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig
@@ -350,6 +351,21 @@ def test_reference_prior_is_used_by_the_pipeline_and_kept_by_its_checkpoint(tiny
     del config["config"]["diffusion"]["prior"]
     (legacy / "config.json").write_text(json.dumps(config))
     assert MarDiniPipeline.from_pretrained(legacy).config.diffusion.prior == "none"
+
+
+def test_grid_shift_changes_frames_from_noise_only_from_the_second_step_and_is_kept(tiny_checkpoint, bikes, tmp_path):
+    pipe = MarDiniPipeline.from_pretrained(tiny_checkpoint)
+    wake_zero_init(pipe.model)  # a trained-looking generator: its prediction depends on the grid
+    plain = pipe.generate(bikes[0], [0], 5, steps=3, seed=0, progress=False).frames
+    one_step = pipe.generate(bikes[0], [0], 5, steps=1, seed=0, progress=False).frames
+    pipe.model.config.diffusion.grid_shift = "alternate"
+    moved = pipe.generate(bikes[0], [0], 5, steps=3, seed=0, progress=False)
+    assert not np.array_equal(moved.frames, plain)
+    assert np.array_equal(moved.frames[:, 0], plain[:, 0])  # the reference is given, not made
+    # The first call is the unmoved one: a one-step sampler (the in-betweens' default) is unchanged.
+    assert np.array_equal(pipe.generate(bikes[0], [0], 5, steps=1, seed=0, progress=False).frames, one_step)
+    pipe.save_pretrained(tmp_path / "moved")
+    assert MarDiniPipeline.from_pretrained(tmp_path / "moved").config.diffusion.grid_shift == "alternate"
 
 
 def test_default_steps_follow_the_mask_with_a_prior(tiny_checkpoint, bikes):

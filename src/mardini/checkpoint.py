@@ -282,7 +282,7 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
 
 #: Config values an export may set (``mardini export --set``): sampling defaults, on which no
 #: weight depends. Everything else was fixed by training.
-EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps")
+EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps", "diffusion.grid_shift")
 
 
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,

@@ -31,6 +31,8 @@ MlpKind = Literal["gelu", "swiglu"]
 PRIORS = ("none", "reference_interpolation", "between_references")
 #: How training draws timesteps (see :func:`mardini.diffusion.losses.sample_timesteps`).
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
+#: How the sampler moves the generator's token grid between denoiser calls (DiffusionConfig.grid_shift).
+GRID_SHIFTS = ("none", "alternate", "average")
 
 #: Version of the checkpoint format written by :mod:`mardini.checkpoint`.
 FORMAT_VERSION = 1
@@ -110,8 +112,16 @@ class DiffusionConfig:
     # start at the references' interpolation, and a prior model does best there with a step or
     # two (docs/benchmarks.md); frames beyond the references still need sampling_steps.
     inbetween_steps: int | None = None
+    # Move the generator's token grid by half a token between denoiser calls while sampling
+    # (our addition; mardini.diffusion.sampling.shifted_grid): "none" (the paper), "alternate"
+    # (every other call, no extra cost) or "average" (each call averaged with a moved one, twice
+    # the cost). It hides the 16-px grid a small generator draws in frames made from noise; it
+    # does not fix what is drawn inside the tokens (docs/benchmarks.md, "Moving the token grid").
+    grid_shift: str = "none"
 
     def __post_init__(self) -> None:
+        if self.grid_shift not in GRID_SHIFTS:
+            raise ValueError(f"unknown grid_shift '{self.grid_shift}'; use one of {GRID_SHIFTS}")
         if self.prior not in PRIORS:
             raise ValueError(f"unknown diffusion prior '{self.prior}'; use one of {PRIORS} ('none' is the paper's)")
         if not self.prior_scale > 0:

@@ -39,7 +39,8 @@ from tqdm.auto import tqdm
 from mardini.checkpoint import check_codec, load_checkpoint, save_checkpoint
 from mardini.codecs import LatentCodec
 from mardini.config import MarDiniConfig
-from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim
+from mardini.diffusion import (default_steps, diffusion_prior, guided_denoiser, make_scheduler, sample_ddim,
+                               shifted_grid)
 from mardini.limits import check_frame_count, output_size
 from mardini.models import MarDini
 from mardini.windows import Window, plan_windows
@@ -337,6 +338,9 @@ class MarDiniPipeline:
             plan = self.model.planner(latents_low.to(device, dtype), mask)
         with self._placed(self.model.generator):
             guided = guided_denoiser(self.model.generator, mask, plan, guidance_scale)
+            # Half a token: the moved grid's edges lie midway between the unmoved one's.
+            guided = shifted_grid(guided, max(self.config.generator.patch_size // 2, 1),
+                                  self.config.diffusion.grid_shift)
 
             def denoise(x: Tensor, t: Tensor) -> Tensor:
                 # Networks in their dtype, DDIM arithmetic in float32 (bf16 steps would drift).

@@ -16,7 +16,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from mardini.config import DiffusionConfig
+from mardini.config import GRID_SHIFTS, DiffusionConfig
 from mardini.diffusion.prior import Prior, between_references
 from mardini.models.generator import Generator
 
@@ -42,6 +42,44 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
         return v_uncond + guidance_scale * (v_cond - v_uncond)
 
     return denoise
+
+
+def shifted_grid(denoise: Denoiser, shift: int, mode: str) -> Denoiser:
+    """``denoise`` with the generator's token grid moved by ``shift`` latent pixels between calls.
+
+    The moved call sees the latents shifted down and right by ``shift`` (edges replicated) and its
+    prediction is cropped back, so its token boundaries fall ``shift`` latent pixels from the
+    unmoved call's. ``mode`` (`mardini.config.GRID_SHIFTS`): ``"none"`` returns ``denoise``;
+    ``"alternate"`` moves every other call (the first is unmoved: a one-step sampler is unchanged);
+    ``"average"`` averages each call with a moved one (twice the cost). A denoiser of patch size p
+    is best moved by p // 2: the two grids' edges then lie as far apart as they can.
+
+    Why: a small generator's frames made from noise show its token grid (16 px here, docs/benchmarks.md);
+    a grid that moves from step to step cannot leave the same edges in the result. This is the
+    shifted-window idea (Swin, Liu et al. 2021) applied across sampling steps instead of layers.
+    """
+    if mode not in GRID_SHIFTS:
+        raise ValueError(f"unknown grid shift '{mode}'; use one of {GRID_SHIFTS}")
+    if mode == "none":
+        return denoise
+    if shift < 1:
+        raise ValueError(f"the grid shift must be at least one latent pixel, got {shift}")
+
+    def moved(x: Tensor, t: Tensor) -> Tensor:
+        height, width = x.shape[-2:]
+        padded = torch.nn.functional.pad(x.flatten(0, 1), (shift, shift, shift, shift), mode="replicate")
+        return denoise(padded.unflatten(0, x.shape[:2]), t)[..., shift:shift + height, shift:shift + width]
+
+    if mode == "average":
+        return lambda x, t: (denoise(x, t) + moved(x, t)) / 2
+    calls = 0
+
+    def alternate(x: Tensor, t: Tensor) -> Tensor:
+        nonlocal calls
+        calls += 1
+        return moved(x, t) if calls % 2 == 0 else denoise(x, t)
+
+    return alternate
 
 
 def default_steps(config: DiffusionConfig, frame_is_generated: Tensor) -> int:
