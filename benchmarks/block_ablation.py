@@ -66,7 +66,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, sample_ddim  # noqa: E402
+from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, sample_ddim, shifted_grid  # noqa: E402
 from mardini.evaluation.artefacts import consecutive_flows, flow_magnitude, seam, sharpness  # noqa: E402
 from mardini.evaluation.metrics import psnr, ssim  # noqa: E402
 from mardini.pipeline import MarDiniPipeline, frames_to_tensor, to_uint8  # noqa: E402
@@ -78,8 +78,8 @@ FlowFn = Callable[[Tensor, Tensor], Tensor]
 class Arm:
     """One inference setting. ``steps=None``: the pipeline's default for the mask; ``attention=None``:
     the checkpoint's generator attention; ``plan=False``: Z_uncond only (no planning signal);
-    ``prior`` / ``prior_scale``: `DiffusionConfig` values to sample with instead of the checkpoint's
-    (None: its own)."""
+    ``prior`` / ``prior_scale`` / ``grid_shift``: `DiffusionConfig` values to sample with instead of
+    the checkpoint's (None: its own)."""
 
     name: str
     guidance: float = 2.5
@@ -88,6 +88,7 @@ class Arm:
     plan: bool = True
     prior: str | None = None
     prior_scale: float | None = None
+    grid_shift: str | None = None
 
 
 ARMS: tuple[Arm, ...] = (
@@ -107,6 +108,9 @@ ARMS: tuple[Arm, ...] = (
     Arm("reference prior, 1 step", steps=1, prior="reference_interpolation"),
     # Scale 1: the residual around the copy is noised as much as a latent, room for more motion.
     Arm("reference prior x1.0, 25 steps", prior="reference_interpolation", prior_scale=1.0),
+    # The token grid moved by half a token on every other step (mardini.diffusion.shifted_grid).
+    Arm("grid moved (alternate)", grid_shift="alternate"),
+    Arm("grid not moved", grid_shift="none"),
 )
 QUICK_ARMS: tuple[Arm, ...] = (Arm("baseline", steps=2), Arm("guidance 1.0", guidance=1.0, steps=2),
                                Arm("spatio-temporal attn", steps=2, attention="spatiotemporal"))
@@ -136,11 +140,14 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
         diffusion = dataclasses.replace(diffusion, prior=arm.prior)
     if arm.prior_scale is not None:
         diffusion = dataclasses.replace(diffusion, prior_scale=arm.prior_scale)
+    if arm.grid_shift is not None:
+        diffusion = dataclasses.replace(diffusion, grid_shift=arm.grid_shift)
     steps = arm.steps if arm.steps is not None else default_steps(diffusion, mask)
     plan = pipe.model.planner(low.to(pipe.dtype), mask) if arm.plan else None
     # Same weights; only the second attention's pattern changes (None: the configured one).
     network = functools.partial(pipe.model.generator, attention=arm.attention)
-    guided = guided_denoiser(network, mask, plan, arm.guidance)  # type: ignore[arg-type]
+    guided = shifted_grid(guided_denoiser(network, mask, plan, arm.guidance),  # type: ignore[arg-type]
+                          diffusion.grid_shift, pipe.config.generator.patch_size)
     rng = torch.Generator(device=pipe.device).manual_seed(seed)
     latents = sample_ddim(lambda x, t: guided(x.to(pipe.dtype), t).float(), high.float(), mask, pipe.scheduler,
                           steps, rng=rng, prior=diffusion_prior(diffusion, high, mask))

@@ -151,10 +151,8 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
                 row["i2v_ssim_last"][f"{scale:g}"] = float(ssim(made[-1:].float() / 255, reference).mean())
             i2v_plan = pipe.model.planner(z_low, first_only)
             for mode in GRID_SHIFTS:
-                # The token grid is patch_size latent pixels wide: moving it by half of that puts
-                # the two calls' token edges as far apart as they can be.
                 denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1]),
-                                       max(patch // 2, 1), mode)
+                                       mode, patch)
                 out = sample_ddim(denoise, z, first_only, pipe.scheduler, i2v_steps,
                                   rng=torch.Generator().manual_seed(seed),
                                   prior=diffusion_prior(cfg.diffusion, z, first_only))

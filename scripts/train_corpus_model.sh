@@ -9,7 +9,7 @@
 #
 # RUNS holds everything: corpus/ (built here unless it exists, or a link to a built one),
 # codec-skvideo/ (the first codec, from git history), vae-corpus/, vae-corpus-refine/,
-# cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3}/, export-corpus/.
+# cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3,4}/, export-corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/training_common.sh   # RUNS, one/two threads, log, resume
@@ -78,8 +78,12 @@ log "stage 3: joint, the masks of every task"
 two mardini train --config configs/corpus/stage3_joint_tasks.yaml --out "$RUNS/corpus-stage3" $(resume "$RUNS/corpus-stage3") \
     --quiet --override init="$RUNS/corpus-stage2" --override "$(latents "$RUNS/cache-corpus-9x128")"
 
-log "export: half precision, the refined decoder, one DDIM step for in-betweens"
-mardini export --checkpoint "$RUNS/corpus-stage3/checkpoints/$(ls "$RUNS/corpus-stage3/checkpoints" | tail -1)" \
+log "stage 4: joint, every generated frame diffused around the references"
+two mardini train --config configs/corpus/stage4_reference_prior.yaml --out "$RUNS/corpus-stage4" $(resume "$RUNS/corpus-stage4") \
+    --quiet --override init="$RUNS/corpus-stage3" --override "$(latents "$RUNS/cache-corpus-9x128")"
+
+log "export: half precision, the refined decoder, one DDIM step for in-betweens, the grid moved between steps"
+mardini export --checkpoint "$RUNS/corpus-stage4/checkpoints/$(ls "$RUNS/corpus-stage4/checkpoints" | tail -1)" \
     --codec "$RUNS/vae-corpus-refine/checkpoints/step-0001000" --set diffusion.inbetween_steps=1 \
-    --out "$RUNS/export-corpus" --force
+    --set diffusion.grid_shift=alternate --out "$RUNS/export-corpus" --force
 log "done: $RUNS/export-corpus"

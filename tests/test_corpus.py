@@ -382,7 +382,7 @@ def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
     root, _ = corpus
     shipped = sorted((CONFIGS.parent / "corpus").glob("*.yaml"))
     assert [p.stem for p in shipped] == ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation",
-                                         "stage3_joint_tasks"]
+                                         "stage3_joint_tasks", "stage4_reference_prior"]
     (tmp_path / "configs" / "corpus").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "corpus").symlink_to(root)
@@ -399,12 +399,15 @@ def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
         cfg = load_stage_config(copy, tiny + (["init=mardini-tiny"] if path.stem == "stage1a_generator" else []))
         assert cfg.data["parts"][0]["path"] == str(root.resolve())
         train(cfg, tmp_path / "runs" / f"corpus-{path.stem.split('_')[0]}", progress=False)
-    model = load_model(tmp_path / "runs" / "corpus-stage3" / "checkpoints" / "step-0000002")
+    stage3 = load_model(tmp_path / "runs" / "corpus-stage3" / "checkpoints" / "step-0000002")
+    model = load_model(tmp_path / "runs" / "corpus-stage4" / "checkpoints" / "step-0000002")
     # The chain's choices reach the trained model: spatio-temporal generator attention, the prior
-    # between references (set in stage 1a and kept), no reconstruction head, the output conv.
+    # between references (set in stage 1a, kept to stage 3), then around the references for every
+    # generated frame (stage 4), no reconstruction head, the output conv.
+    assert stage3.config.diffusion.prior == "between_references"
     assert model.config.generator.attention == "spatiotemporal"
     assert model.config.generator.output_conv == 64 and model.generator.output_conv is not None
-    assert model.config.diffusion.prior == "between_references" and model.planner.head is None
+    assert model.config.diffusion.prior == "reference_interpolation" and model.planner.head is None
 
 
 def test_loading_benchmark_quick(corpus, tmp_path):

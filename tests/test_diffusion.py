@@ -293,8 +293,8 @@ def test_shifted_grid_moves_the_denoisers_input_and_crops_back():
 
     x = torch.arange(2 * 3 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 3, 1, 4, 4)
     t = torch.zeros(2)
-    assert shifted_grid(denoise, 1, "none") is denoise
-    alternate = shifted_grid(denoise, 1, "alternate")
+    assert shifted_grid(denoise, "none", patch_size=2) is denoise
+    alternate = shifted_grid(denoise, "alternate", patch_size=2)  # moved by 1
     for _ in range(3):
         assert torch.equal(alternate(x, t), x * 2)
     # First call unmoved (a one-step sampler is unchanged), then every other one moved.
@@ -302,11 +302,14 @@ def test_shifted_grid_moves_the_denoisers_input_and_crops_back():
     # The moved input is the latents shifted one pixel down and right, edges replicated.
     assert torch.equal(seen[1][..., 1:5, 1:5], x) and torch.equal(seen[1][..., 0, 1:5], x[..., 0, :])
     seen.clear()
-    assert torch.equal(shifted_grid(denoise, 1, "average")(x, t), x * 2) and len(seen) == 2
+    assert torch.equal(shifted_grid(denoise, "average", patch_size=2)(x, t), x * 2) and len(seen) == 2
+    seen.clear()
+    shifted_grid(denoise, "average", patch_size=1)(x, t)  # a patch of 1 still moves by a pixel
+    assert [tuple(s.shape[-2:]) for s in seen] == [(4, 4), (6, 6)]
     with pytest.raises(ValueError, match="unknown grid shift 'sideways'"):
-        shifted_grid(denoise, 1, "sideways")
-    with pytest.raises(ValueError, match="at least one latent pixel"):
-        shifted_grid(denoise, 0, "alternate")
+        shifted_grid(denoise, "sideways", patch_size=2)
+    with pytest.raises(ValueError, match="patch size must be at least 1"):
+        shifted_grid(denoise, "alternate", patch_size=0)
     with pytest.raises(ValueError, match="unknown grid_shift 'diagonal'"):
         DiffusionConfig(grid_shift="diagonal")
 

@@ -338,9 +338,7 @@ class MarDiniPipeline:
             plan = self.model.planner(latents_low.to(device, dtype), mask)
         with self._placed(self.model.generator):
             guided = guided_denoiser(self.model.generator, mask, plan, guidance_scale)
-            # Half a token: the moved grid's edges lie midway between the unmoved one's.
-            guided = shifted_grid(guided, max(self.config.generator.patch_size // 2, 1),
-                                  self.config.diffusion.grid_shift)
+            guided = shifted_grid(guided, self.config.diffusion.grid_shift, self.config.generator.patch_size)
 
             def denoise(x: Tensor, t: Tensor) -> Tensor:
                 # Networks in their dtype, DDIM arithmetic in float32 (bf16 steps would drift).

@@ -10,8 +10,9 @@ frames alone:
   looping, hierarchical in-betweening);
 * a frame with references on one side only gets the nearest one (image-to-video, expansion)
   with ``"reference_interpolation"``, or no guess at all (mean 0, scale 1: the paper's
-  formulation) with ``"between_references"``. A copy of the reference is no guess at motion, and
-  a model diffused around it learnt to leave image-to-video nearly still (docs/benchmarks.md).
+  formulation) with ``"between_references"``. A copy of the reference is no guess at motion: the
+  first bundled model, diffused around it, left image-to-video nearly still; the corpus model,
+  whose frames from noise broke into tiles, keeps its scene around it (docs/benchmarks.md).
 
 The network, its inputs and its attention stay as they are. The diffused variable is the scaled
 residual r = (z - p) / prior_scale: the noise schedule assumes unit variance and residuals are
@@ -28,7 +29,8 @@ that needs no network.
 Why: a small model trained for two hours on two CPU cores spends much of its capacity redrawing
 content that a reference already shows; with the prior it only has to learn what changes. "none"
 keeps the paper's formulation and is every preset's default; the bundled CPU model uses
-"between_references", and docs/design.md and docs/benchmarks.md record what each prior did for it.
+"between_references" up to its stage 3 and "reference_interpolation" from its stage 4 on, and
+docs/design.md and docs/benchmarks.md record what each prior did for it.
 """
 
 from __future__ import annotations

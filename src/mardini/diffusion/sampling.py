@@ -44,15 +44,14 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
     return denoise
 
 
-def shifted_grid(denoise: Denoiser, shift: int, mode: str) -> Denoiser:
-    """``denoise`` with the generator's token grid moved by ``shift`` latent pixels between calls.
+def shifted_grid(denoise: Denoiser, mode: str, patch_size: int) -> Denoiser:
+    """``denoise`` with the generator's token grid moved by half a token between calls.
 
-    The moved call sees the latents shifted down and right by ``shift`` (edges replicated) and its
-    prediction is cropped back, so its token boundaries fall ``shift`` latent pixels from the
-    unmoved call's. ``mode`` (`mardini.config.GRID_SHIFTS`): ``"none"`` returns ``denoise``;
-    ``"alternate"`` moves every other call (the first is unmoved: a one-step sampler is unchanged);
-    ``"average"`` averages each call with a moved one (twice the cost). A denoiser of patch size p
-    is best moved by p // 2: the two grids' edges then lie as far apart as they can.
+    The moved call sees the latents shifted down and right by ``patch_size // 2`` latent pixels
+    (at least 1; edges replicated) and its prediction is cropped back, so its token boundaries lie
+    midway between the unmoved call's. ``mode`` (`mardini.config.GRID_SHIFTS`): ``"none"`` returns
+    ``denoise``; ``"alternate"`` moves every other call (the first is unmoved: a one-step sampler
+    is unchanged); ``"average"`` averages each call with a moved one (twice the cost).
 
     Why: a small generator's frames made from noise show its token grid (16 px here, docs/benchmarks.md);
     a grid that moves from step to step cannot leave the same edges in the result. This is the
@@ -62,8 +61,9 @@ def shifted_grid(denoise: Denoiser, shift: int, mode: str) -> Denoiser:
         raise ValueError(f"unknown grid shift '{mode}'; use one of {GRID_SHIFTS}")
     if mode == "none":
         return denoise
-    if shift < 1:
-        raise ValueError(f"the grid shift must be at least one latent pixel, got {shift}")
+    if patch_size < 1:
+        raise ValueError(f"the generator's patch size must be at least 1, got {patch_size}")
+    shift = max(patch_size // 2, 1)
 
     def moved(x: Tensor, t: Tensor) -> Tensor:
         height, width = x.shape[-2:]
