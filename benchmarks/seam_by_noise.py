@@ -16,8 +16,9 @@ question asked of the latents themselves (mean step across token boundaries over
 token, along rows), before the decoder. Last, image-to-video (first frame given, the rest from
 noise) sampled with DDIM at ``I2V_STEPS`` steps without and with classifier-free guidance
 (``i2v_guidance``): does guidance make the mosaic? (``i2v_ssim_last``: SSIM of its frame 8 to the
-reference's codec round trip, the issue's "recognisably the reference's scene".) The same
-image-to-video sample (guidance 2.5) with the token grid moved (``i2v_grid_shift``, the sampler
+reference's codec round trip, the issue's "recognisably the reference's scene"; these use the
+checkpoint's own sampler, its ``diffusion.grid_shift`` included.) The same image-to-video sample
+(guidance 2.5) with the token grid moved (``i2v_grid_shift``, the sampler
 option ``diffusion.grid_shift``, `mardini.diffusion.shifted_grid`): every other DDIM step
 (``alternate``) or every step averaged with the unmoved call (``average``) the generator sees the
 latents shifted by half a token, so its 16-px token boundaries fall 8 px from the other call's;
@@ -143,20 +144,23 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
             first_only = torch.ones_like(mask)
             first_only[:, 0] = False
             reference = to_uint8(z[0, :1]).float() / 255
+            # With the checkpoint's own sampler (its grid_shift included) at each guidance scale.
             for scale in GUIDANCE:
                 out = pipe.sample(z, z_low, first_only, steps=i2v_steps, guidance_scale=scale,
                                   generator=torch.Generator().manual_seed(seed), progress=False)
                 made = to_uint8(out[0])
                 row["i2v_guidance"][f"{scale:g}"] = seam(made[1:], *grid)
                 row["i2v_ssim_last"][f"{scale:g}"] = float(ssim(made[-1:].float() / 255, reference).mean())
+            own = made  # the last scale, GUIDANCE[-1]: the grid probe's own-setting sample, already made
             i2v_plan = pipe.model.planner(z_low, first_only)
             for mode in GRID_SHIFTS:
-                denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1]),
-                                       mode, patch)
-                out = sample_ddim(denoise, z, first_only, pipe.scheduler, i2v_steps,
-                                  rng=torch.Generator().manual_seed(seed),
-                                  prior=diffusion_prior(cfg.diffusion, z, first_only))
-                made = to_uint8(out[0])
+                if mode != cfg.diffusion.grid_shift:
+                    denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1]),
+                                           mode, patch)
+                    out = sample_ddim(denoise, z, first_only, pipe.scheduler, i2v_steps,
+                                      rng=torch.Generator().manual_seed(seed),
+                                      prior=diffusion_prior(cfg.diffusion, z, first_only))
+                made = own if mode == cfg.diffusion.grid_shift else to_uint8(out[0])
                 row["i2v_grid_shift"][mode] = {"seam": seam(made[1:], *grid),
                                                "sharpness": sharpness(made[1:], made[:1])}
             for t in I2V_PROBE_TIMESTEPS:
