@@ -268,6 +268,38 @@ def test_timestep_sampling_uniform_or_logit_normal_in_range_and_seeded():
         sample_timesteps(4, 1000, "logit_normal", 0.0, 0.0)
 
 
+def test_terminal_share_puts_that_share_of_clips_at_the_last_timestep_and_keeps_the_rest():
+    from mardini.diffusion import sample_timesteps
+
+    rng = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = sample_timesteps(20000, 1000, rng=rng())
+    shared = sample_timesteps(20000, 1000, rng=rng(), terminal_share=0.3)
+    # The other clips keep their draws: the terminal choice is drawn after them.
+    moved = shared != plain
+    assert torch.equal(shared[~moved], plain[~moved]) and (shared[moved] == 999).all()
+    assert abs((shared == 999).float().mean().item() - 0.3) < 0.02
+    assert torch.equal(sample_timesteps(20000, 1000, rng=rng(), terminal_share=0.0), plain)
+    assert (sample_timesteps(50, 1000, "logit_normal", rng=rng(), terminal_share=1.0) == 999).all()
+    with pytest.raises(ValueError, match="terminal timestep share must be in"):
+        sample_timesteps(4, 1000, terminal_share=1.5)
+
+
+def test_terminal_share_reaches_the_loss(monkeypatch):
+    """The trainer's loss draws its timesteps with the stage's terminal share."""
+    import mardini.diffusion.losses as losses
+    from mardini.config import DiffusionConfig
+    from mardini.diffusion import make_scheduler
+
+    seen = []
+    original = losses.sample_timesteps
+    monkeypatch.setattr(losses, "sample_timesteps", lambda *a, **k: seen.append(a[-1]) or original(*a, **k))
+    generator = lambda x, t, mask, plan, drop_plan=None: torch.zeros_like(x)  # noqa: E731
+    latents, gen = torch.randn(3, 4, 2, 4, 4), torch.tensor([[False, True, True, False]] * 3)
+    losses.masked_diffusion_loss(generator, make_scheduler(DiffusionConfig()), latents, gen,
+                                 rng=torch.Generator().manual_seed(0), terminal_share=0.5)
+    assert seen == [0.5]
+
+
 def test_stage_config_checks_the_timestep_sampling(tmp_path):
     from mardini.training import load_stage_config
 
@@ -280,6 +312,9 @@ def test_stage_config_checks_the_timestep_sampling(tmp_path):
         load_stage_config(path, ["timestep_sampling=beta"])
     with pytest.raises(ValueError, match="timestep_std a positive one"):
         load_stage_config(path, ["timestep_sampling=logit_normal", "timestep_std=0"])
+    assert load_stage_config(path, ["timestep_terminal_share=0.25"]).timestep_terminal_share == 0.25
+    with pytest.raises(ValueError, match="timestep_terminal_share must be a share in"):
+        load_stage_config(path, ["timestep_terminal_share=-0.1"])
 
 
 def test_shifted_grid_moves_the_denoisers_input_and_crops_back():

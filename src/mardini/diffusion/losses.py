@@ -30,7 +30,7 @@ def masked_mse(prediction: Tensor, target: Tensor, frame_is_generated: Tensor) -
 
 def sample_timesteps(batch: int, num_train_timesteps: int, sampling: str = "uniform", mean: float = 0.0,
                      std: float = 1.0, device: torch.device | str | None = None,
-                     rng: torch.Generator | None = None) -> Tensor:
+                     rng: torch.Generator | None = None, terminal_share: float = 0.0) -> Tensor:
     """One integer timestep in ``[0, num_train_timesteps)`` per clip.
 
     ``sampling`` (`mardini.config.TIMESTEP_SAMPLINGS`): ``uniform`` over 0..T-1 (the paper's, as
@@ -38,25 +38,39 @@ def sample_timesteps(batch: int, num_train_timesteps: int, sampling: str = "unif
     noise levels (Esser et al. 2024, SD3, section 3.1, "logit-normal sampling"); a negative ``mean``
     moves the weight toward less noise, where the generator draws its 16-px token grid
     (docs/benchmarks.md, "Seam by noise level").
+
+    ``terminal_share`` of the clips (drawn after the others, so 0 leaves the draws unchanged) get
+    the last timestep T-1 instead: the pure-noise step (zero terminal SNR) where every trailing
+    DDIM sampler makes its first call and a one-step sampler its only one. Uniform sampling gives
+    it 1/T of the training, and a generator that cannot tell T-1 from its neighbours carries
+    part of the input noise into that prediction (docs/benchmarks.md, "Training the last step").
     """
+    if not 0.0 <= terminal_share <= 1.0:
+        raise ValueError(f"the terminal timestep share must be in [0, 1], got {terminal_share}")
     if sampling == "uniform":
-        return torch.randint(0, num_train_timesteps, (batch,), device=device, generator=rng)
-    if sampling == "logit_normal":
+        timesteps = torch.randint(0, num_train_timesteps, (batch,), device=device, generator=rng)
+    elif sampling == "logit_normal":
         if not std > 0:
             raise ValueError(f"the logit-normal timestep sampling needs a positive std, got {std}")
         u = torch.sigmoid(mean + std * torch.randn(batch, device=device, generator=rng))
-        return (u * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
-    raise ValueError(f"unknown timestep sampling '{sampling}'; use one of {TIMESTEP_SAMPLINGS}")
+        timesteps = (u * num_train_timesteps).long().clamp_(0, num_train_timesteps - 1)
+    else:
+        raise ValueError(f"unknown timestep sampling '{sampling}'; use one of {TIMESTEP_SAMPLINGS}")
+    if terminal_share > 0:
+        terminal = torch.rand(batch, device=device, generator=rng) < terminal_share
+        timesteps = torch.where(terminal, torch.full_like(timesteps, num_train_timesteps - 1), timesteps)
+    return timesteps
 
 
 def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latents: Tensor, frame_is_generated: Tensor,
                           plan: Tensor | None = None, plan_dropout: float = 0.0,
                           rng: torch.Generator | None = None, prior: Prior | None = None,
                           timestep_sampling: str = "uniform", timestep_mean: float = 0.0,
-                          timestep_std: float = 1.0) -> Tensor:
+                          timestep_std: float = 1.0, terminal_share: float = 0.0) -> Tensor:
     """Masked v-prediction loss: Eq. 1 when ``plan`` is None (Z_uncond), Eq. 3 otherwise.
 
-    One timestep per clip is drawn (:func:`sample_timesteps`: uniformly by default); only
+    One timestep per clip is drawn (:func:`sample_timesteps`: uniformly by default, with
+    ``terminal_share`` of the clips at the last one); only
     generated frames are noised, references stay clean. With ``plan_dropout`` > 0 the planning
     signal of that share of clips is replaced by Z_uncond, which is what makes classifier-free
     guidance possible (section 2.4.1, p = 0.1).
@@ -67,7 +81,7 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     batch = latents.shape[0]
     device = latents.device
     timesteps = sample_timesteps(batch, scheduler.config.num_train_timesteps, timestep_sampling, timestep_mean,
-                                 timestep_std, device, rng)
+                                 timestep_std, device, rng, terminal_share)
     noise = torch.randn(latents.shape, device=device, generator=rng, dtype=latents.dtype)
     clean = latents if prior is None else (latents - prior.mean) / prior.scale
     noisy = scheduler.add_noise(clean, noise, timesteps)

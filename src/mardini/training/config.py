@@ -74,6 +74,10 @@ class StageConfig:
     timestep_sampling: str = "uniform"
     timestep_mean: float = 0.0
     timestep_std: float = 1.0
+    #: Share of clips trained at the last, pure-noise timestep, where a sampler's first (and a
+    #: one-step in-between's only) prediction is made; 0 (the paper's) leaves it 1/T of the clips
+    #: (`mardini.diffusion.sample_timesteps`).
+    timestep_terminal_share: float = 0.0
     frames: int = 9
     height: int = 128
     width: int = 128
@@ -209,6 +213,8 @@ def validate(cfg: StageConfig) -> None:
     if not cfg.timestep_std > 0 or not math.isfinite(cfg.timestep_mean) or not math.isfinite(cfg.timestep_std):
         raise ValueError(f"timestep_mean must be a finite number and timestep_std a positive one, got "
                          f"{cfg.timestep_mean} and {cfg.timestep_std}")
+    if not 0.0 <= cfg.timestep_terminal_share <= 1.0:
+        raise ValueError(f"timestep_terminal_share must be a share in [0, 1], got {cfg.timestep_terminal_share}")
     if cfg.distributed not in ("ddp", "fsdp"):
         raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):

@@ -87,7 +87,8 @@ class StageLoss(nn.Module):
                                      plan_dropout=self.cfg.plan_dropout, rng=rng,
                                      prior=diffusion_prior(self.model.config.diffusion, z_high, generate),
                                      timestep_sampling=self.cfg.timestep_sampling,
-                                     timestep_mean=self.cfg.timestep_mean, timestep_std=self.cfg.timestep_std)
+                                     timestep_mean=self.cfg.timestep_mean, timestep_std=self.cfg.timestep_std,
+                                     terminal_share=self.cfg.timestep_terminal_share)
 
 
 def lr_at(step: int, cfg: StageConfig) -> float:
