@@ -303,3 +303,38 @@ def test_seam_by_noise_quick(tiny_checkpoint: Path, tmp_path: Path) -> None:  # 
     with pytest.raises(ValueError, match="outside 0.."):
         bench.seam_by_noise(tiny_checkpoint, clips=("wheat",), timesteps=(5000,), sampling_steps=())
 
+
+
+def test_one_step_inbetweens_quick(tmp_path: Path, tiny_corpus: Path, tiny_checkpoint: Path) -> None:  # noqa: F811
+    import shutil
+
+    bench = load_benchmark("one_step_inbetweens")
+    out = tmp_path / "one_step.json"
+    # The tiny checkpoint has no prior: refused with the reason, nothing written.
+    assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                       "--quick"]) == 2
+    assert not out.exists()
+    prior = tmp_path / "tiny-prior"
+    shutil.copytree(tiny_checkpoint, prior)
+    config = json.loads((prior / "config.json").read_text())
+    config["config"]["diffusion"]["prior"] = "reference_interpolation"
+    (prior / "config.json").write_text(json.dumps(config))
+    result = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32)
+    (clip,) = result["clips"]
+    assert clip["video"] == "media/held.mp4" and result["per_video"]["media/held.mp4"] == result["overall"]
+    assert -1 <= clip["cos_truth"] <= 1 and -1 <= clip["cos_noise"] <= 1
+    assert clip["correction"] > 0 and clip["residual"] > 0 and clip["relative_error"] > 0
+    # The one-step frame is the cross-fade plus the correction: they differ, and both are real PSNRs.
+    assert math.isfinite(clip["psnr_linear_latent"]) and clip["psnr_one_step"] != clip["psnr_linear_latent"]
+    # The same seed gives the same figures; another seed other noise draws.
+    again = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32)
+    assert again["clips"] == result["clips"]
+    other = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32, seed=5)
+    assert other["clips"][0]["cos_noise"] != clip["cos_noise"]
+    with pytest.raises(ValueError, match="--draws must be at least 1"):
+        bench.one_step_inbetweens(prior, str(tiny_corpus), draws=0)
+    assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(prior), "--out", str(out), "--quick",
+                       "--size", "32"]) == 0
+    saved = json.loads(out.read_text())
+    assert saved["results"][0]["clips"] == result["clips"] and saved["settings"]["size"] == 32
+    assert "tiny-prior / all" in out.with_suffix(".md").read_text()
