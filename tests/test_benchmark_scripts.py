@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -338,3 +339,31 @@ def test_one_step_inbetweens_quick(tmp_path: Path, tiny_corpus: Path, tiny_check
     saved = json.loads(out.read_text())
     assert saved["results"][0]["clips"] == result["clips"] and saved["settings"]["size"] == 32
     assert "tiny-prior / all" in out.with_suffix(".md").read_text()
+
+
+def test_heldout_sheets_rows_per_clip_and_checkpoint(tmp_path: Path, tiny_corpus: Path,
+                                                     tiny_checkpoint: Path) -> None:  # noqa: F811
+    from PIL import Image
+
+    bench = load_benchmark("heldout_sheets")
+    out = tmp_path / "sheets" / "i2v.png"
+    assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--checkpoint",
+                       str(tiny_checkpoint), "--out", str(out), "--clips", "1", "--size", "32", "--ref-index", "4"]) == 0
+    image = np.asarray(Image.open(out))
+    # One clip: the real frames, then each checkpoint's, 9 frames a row, 2 px apart.
+    assert image.shape == (3 * 32 + 2 * 2, 9 * 32 + 8 * 2, 3)
+    labels = out.with_suffix(".txt").read_text().splitlines()[1:]
+    assert len(labels) == 3 and labels[0].endswith(": real") and labels[1].endswith(": tiny")
+    # The first row is the real clip itself, frame by frame.
+    from mardini.evaluation.given_frames import real_clips
+
+    _, (clip,), _, _ = real_clips(str(tiny_corpus), 9, 32, 1, (0.0, 1.0), None, "heldout")
+    for k in range(9):
+        assert np.array_equal(image[:32, k * 34:k * 34 + 32], clip[k].permute(1, 2, 0).numpy())
+    # The two rows of the same checkpoint and seed are the same video; it is not the real clip.
+    assert np.array_equal(image[34:66], image[68:100]) and not np.array_equal(image[34:66], image[:32])
+    assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--out", str(out),
+                       "--ref-index", "9", "--size", "32"]) == 2
+    for task in ("interpolate", "loop", "expand"):
+        assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--out",
+                           str(tmp_path / f"{task}.png"), "--clips", "1", "--size", "32", "--task", task]) == 0
