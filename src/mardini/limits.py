@@ -37,7 +37,7 @@ MAX_FRAMES = 4096
 # per output pixel of every frame of the video (latent timeline, decoded float and uint8 video).
 # Rechecked on the corpus model bundled since (spatio-temporal generator attention, refined
 # decoder), the same command: 560, 735 and 1142 MB at 128, 256 and 512 px x 9 frames, within 6%.
-# The stage-4 bundle moves the token grid on every other step (`diffusion.grid_shift`), which the
+# The bundle (since its stage 4) moves the token grid on every other step (`diffusion.grid_shift`), which the
 # `--steps 1` command never does: with `--steps 2` its peaks are 5.6-7.5% above `--steps 1`'s
 # (555 -> 586, 722 -> 776 and 1239 -> 1313 MiB at 128, 256 and 512 px; 2026-12-02, Intel Xeon VM),
 # so the estimate runs up to ~8% low for it; MEMORY_MARGIN's 10% covers that.
