@@ -142,7 +142,7 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
         diffusion = dataclasses.replace(diffusion, prior_scale=arm.prior_scale)
     if arm.grid_shift is not None:
         diffusion = dataclasses.replace(diffusion, grid_shift=arm.grid_shift)
-    steps = arm.steps if arm.steps is not None else default_steps(diffusion, mask)
+    steps = arm.steps if arm.steps is not None else default_steps(diffusion, mask, high)
     plan = pipe.model.planner(low.to(pipe.dtype), mask) if arm.plan else None
     # Same weights; only the second attention's pattern changes (None: the configured one).
     network = functools.partial(pipe.model.generator, attention=arm.attention)

@@ -248,6 +248,39 @@ def test_sampler_with_a_prior_runs_on_the_scaled_residual(scheduler):
     assert torch.equal(out, prior)
 
 
+def test_between_equal_references_marks_the_frames_of_a_loop():
+    from mardini.diffusion import between_equal_references
+
+    latents = torch.randn(2, 6, 3, 2, 2)
+    latents[0, 5] = latents[0, 0]  # clip 0: the same frame at both ends, as a loop gives
+    gen = torch.tensor([[False, True, True, True, True, False]] * 2)
+    marked = between_equal_references(latents, gen)
+    assert marked[0].tolist() == [False, True, True, True, True, False] and not marked[1].any()
+    # Frames beyond the references have no pair, references are never marked.
+    beyond = torch.tensor([[False, True, True, True, True, True]] * 2)
+    assert not between_equal_references(latents, beyond).any()
+    # Two loops in one window: only the frames between the equal pair.
+    two = latents.clone()
+    two[1, 3] = two[1, 0]
+    mixed = torch.tensor([[False, True, True, False, True, False]] * 2)
+    assert between_equal_references(two, mixed)[1].tolist() == [False, True, True, False, False, False]
+    with pytest.raises(ValueError, match="do not match the frame mask"):
+        between_equal_references(latents[:, :4], gen)
+
+
+def test_default_steps_give_a_loop_the_full_sampler():
+    from mardini.config import DiffusionConfig
+    from mardini.diffusion import default_steps
+
+    config = DiffusionConfig(prior="reference_interpolation", inbetween_steps=1, sampling_steps=25)
+    gen = torch.tensor([[False, True, True, False]])
+    latents = torch.randn(1, 4, 2, 2, 2)
+    assert default_steps(config, gen) == 1 and default_steps(config, gen, latents) == 1
+    latents[:, 3] = latents[:, 0]
+    assert default_steps(config, gen, latents) == 25
+    assert default_steps(DiffusionConfig(inbetween_steps=1), gen, latents) == 25  # no prior: one default
+
+
 def test_timestep_sampling_uniform_or_logit_normal_in_range_and_seeded():
     from mardini.diffusion import sample_timesteps
 

@@ -242,3 +242,19 @@ def test_evaluate_image_to_video_scores_videos_already_made(pipe) -> None:  # no
     assert rows["mardini"] == rows["real"] and rows["real"]["motion"] == pytest.approx(1.0)
     assert rows["repeat"]["motion"] < 0.05 and rows["repeat"]["drift"] == pytest.approx([1.0] * 5)
     assert [e["image"] for e in result["per_image"]] == ["pan"]
+
+
+def test_reports_record_the_steps_the_windows_ran() -> None:
+    """A loop's windows take the full sampler although its mask is an in-between's: the report
+    records what ran, not the mask's default."""
+    from mardini.evaluation.given_frames import steps_used
+
+    class Pipe:
+        def default_steps(self, generated):  # noqa: ANN001, ANN202
+            return 1
+
+    mask = torch.tensor([[False, True, False]])
+    assert steps_used(4, {"steps_run": [25]}, Pipe(), mask) == 4  # asked for
+    assert steps_used(None, {"steps_run": [25]}, Pipe(), mask) == 25
+    assert steps_used(None, {"steps_run": [1, 25]}, Pipe(), mask) == [1, 25]
+    assert steps_used(None, {"steps_run": []}, Pipe(), mask) == 1  # nothing generated here: the default

@@ -385,5 +385,14 @@ def test_default_steps_follow_the_mask_with_a_prior(tiny_checkpoint, bikes):
     assert len(slow.windows) > 1 and slow.steps == [1] * len(slow.windows)
     assert tasks.expand(pipe, bikes[:2], 5, seed=0, progress=False).steps == [2]
     assert tasks.interpolate(pipe, bikes[0], bikes[4], 5, steps=3, seed=0, progress=False).steps == [3]
+    assert tasks.interpolate(pipe, bikes[0], bikes[4], 5, seed=0, progress=False).steps == [1]
+    # A loop's frames lie between two copies of one image: their interpolation is a still, and
+    # they take the full sampler; the mask alone (no latents) cannot tell.
+    assert tasks.loop(pipe, bikes[0], 5, seed=0, progress=False).steps == [2]
+    assert tasks.loop(pipe, bikes[0], 5, steps=1, seed=0, progress=False).steps == [1]
+    latents = torch.randn(1, 5, 4, 2, 2)
+    looped = latents.clone()
+    looped[:, 4] = looped[:, 0]
+    assert pipe.default_steps(inbetween, latents) == 1 and pipe.default_steps(inbetween, looped) == 2
     with pytest.raises(ValueError, match="inbetween_steps must be a positive"):
         DiffusionConfig(inbetween_steps=0)

@@ -108,9 +108,10 @@ class DiffusionConfig:
     # bundled model's training clips, 0.5 around a single reference).
     prior_scale: float = 0.5
     # DDIM steps when none are asked for, a prior is on and every generated frame lies between
-    # two references (interpolation, looping, slow motion); None: sampling_steps. In-betweens
+    # two different references (interpolation, slow motion); None: sampling_steps. In-betweens
     # start at the references' interpolation, and a prior model does best there with a step or
-    # two (docs/benchmarks.md); frames beyond the references still need sampling_steps.
+    # two (docs/benchmarks.md); frames beyond the references, and a loop's frames (between two
+    # copies of one image, whose interpolation is a still), still take sampling_steps.
     inbetween_steps: int | None = None
     # Move the generator's token grid by half a token between denoiser calls while sampling
     # (our addition; mardini.diffusion.sampling.shifted_grid): "none" (the paper), "alternate"

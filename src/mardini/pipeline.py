@@ -330,7 +330,7 @@ class MarDiniPipeline:
         Returns:
             (B, K, C, H, W) float32 latents, the known frames' exactly as given.
         """
-        steps = self._steps(steps, frame_is_generated)
+        steps = self._steps(steps, frame_is_generated, latents)
         dtype, device = self.dtype, self.device
         mask = frame_is_generated.to(device)
         with self._placed(self.model.planner):
@@ -415,7 +415,7 @@ class MarDiniPipeline:
                 low[:, need_low] = self._low_latents(high[:, need_low])
                 has_low[:, need_low] = True
             generated = ~filled[:, pos]
-            ran.append(self._steps(steps, generated))
+            ran.append(self._steps(steps, generated, high[:, pos]))
             high[:, pos] = self.sample(high[:, pos], low[:, pos], generated, ran[-1], guidance_scale, generator,
                                        progress)
             filled[:, pos] = True
@@ -424,16 +424,19 @@ class MarDiniPipeline:
 
     # --- helpers ---------------------------------------------------------------------------------
 
-    def default_steps(self, frame_is_generated: Tensor) -> int:
+    def default_steps(self, frame_is_generated: Tensor, latents: Tensor | None = None) -> int:
         """DDIM steps for a window with this (B, K) mask when none are asked for:
         ``diffusion.inbetween_steps`` when it is set, a prior is on and every generated frame lies
-        between two references; ``diffusion.sampling_steps`` otherwise."""
-        return default_steps(self.config.diffusion, frame_is_generated)
+        between two references (two different ones, when the window's ``latents`` are given: a
+        loop's frames lie between two copies of one image); ``diffusion.sampling_steps`` otherwise
+        (:func:`mardini.diffusion.default_steps`)."""
+        return default_steps(self.config.diffusion, frame_is_generated, latents)
 
-    def _steps(self, steps: int | None, frame_is_generated: Tensor | None = None) -> int:
+    def _steps(self, steps: int | None, frame_is_generated: Tensor | None = None,
+               latents: Tensor | None = None) -> int:
         if steps is None:
             assert frame_is_generated is not None
-            return self.default_steps(frame_is_generated)
+            return self.default_steps(frame_is_generated, latents)
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ValueError(f"the number of sampling steps must be an integer of at least 1, got {steps!r}")
         return int(steps)

@@ -61,6 +61,22 @@ def between_references(frame_is_generated: Tensor) -> Tensor:
     return frame_is_generated & has_left & has_right
 
 
+def between_equal_references(latents: Tensor, frame_is_generated: Tensor) -> Tensor:
+    """(B, K) bool: generated frames whose nearest references on both sides hold the same latents
+    (a loop's frames: `mardini.tasks.loop` gives one image at both ends), so that the references'
+    interpolation, their prior, is a still."""
+    generated = frame_is_generated.to(latents.device)
+    batch, frames = generated.shape
+    if latents.shape[:2] != (batch, frames):
+        raise ValueError(f"latents of shape {tuple(latents.shape)} do not match the frame mask of shape "
+                         f"{tuple(generated.shape)}")
+    left, right, has_left, has_right = _nearest_references(generated)
+    rows = torch.arange(batch, device=latents.device)[:, None]
+    lo, hi = latents[rows, left.clamp(0, frames - 1)], latents[rows, right.clamp(0, frames - 1)]
+    same = (lo == hi).flatten(2).all(dim=2)
+    return generated & has_left & has_right & same
+
+
 def reference_interpolation(latents: Tensor, frame_is_generated: Tensor) -> Tensor:
     """Each frame's guess from the references: linear between the nearest reference on each side,
     the nearest reference where there is only one side, the frame itself at a reference.

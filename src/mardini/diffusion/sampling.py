@@ -17,7 +17,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from mardini.config import GRID_SHIFTS, DiffusionConfig
-from mardini.diffusion.prior import Prior, between_references
+from mardini.diffusion.prior import Prior, between_equal_references, between_references
 from mardini.models.generator import Generator
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
@@ -82,15 +82,21 @@ def shifted_grid(denoise: Denoiser, mode: str, patch_size: int) -> Denoiser:
     return alternate
 
 
-def default_steps(config: DiffusionConfig, frame_is_generated: Tensor) -> int:
+def default_steps(config: DiffusionConfig, frame_is_generated: Tensor, latents: Tensor | None = None) -> int:
     """DDIM steps for a window with this (B, K) mask when none are asked for:
     ``config.inbetween_steps`` when it is set, a prior is on and every generated frame lies
-    between two references (they start at the references' interpolation); ``config.sampling_steps``
-    otherwise."""
+    between two references (they start at the references' interpolation, which already carries
+    the motion); ``config.sampling_steps`` otherwise.
+
+    With the window's ``latents`` (B, K, ...), frames between two *identical* references (a loop's)
+    also get ``sampling_steps``: their interpolation is a still, and one step around it moves only
+    as much as the generator's correction (docs/benchmarks.md, "Stage 5").
+    """
     if config.inbetween_steps is not None and config.prior != "none":
         generated = frame_is_generated.bool().cpu()
         if torch.equal(between_references(generated), generated):
-            return config.inbetween_steps
+            if latents is None or not between_equal_references(latents, frame_is_generated).any():
+                return config.inbetween_steps
     return config.sampling_steps
 
 

@@ -442,7 +442,8 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
     clip does not move. ``made`` (optional): the model's uint8 videos, already generated.
 
     Returns ``{"rows": {"mardini": ..., "repeat": ..., ["real": ...]}, "omitted": {metric: reason},
-    "per_input": [{"input": name, row: scores}], "frames": N, "size": S}``.
+    "per_input": [{"input": name, row: scores}], "frames": N, "size": S, "steps_run": [DDIM steps the
+    windows ran, sorted]}`` (``steps_run`` is empty when every video was ``made``).
     """
     frames = task.frames
     size = pipe.config.height if size is None else size
@@ -458,6 +459,7 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
     if real is not None:
         per_method["real"] = []
     per_input: list[dict[str, Any]] = []
+    steps_run: set[int] = set()
     bar = tqdm(list(enumerate(inputs)), desc=f"{task.name} inputs", disable=not progress, dynamic_ncols=True)
     for index, (name, given_frames) in bar:
         if len(given_frames) != len(task.given):
@@ -472,6 +474,7 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
                             guidance_scale=task.guidance_scale, steps=steps, seed=seed + index, height=size,
                             width=size, progress=False)
             video = torch.from_numpy(out.frames[0]).permute(0, 3, 1, 2)
+            steps_run.update(out.steps)
         else:
             video = made[index]
         videos = {"mardini": video, "repeat": task.hold(known)}
@@ -521,7 +524,20 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
             truth = sum(s["flow_magnitude"] for s in per_method["real"])
             row["motion"] = sum(s["flow_magnitude"] for s in scores) / max(truth, 1e-6)
         rows[method] = row
-    return {"rows": rows, "omitted": omitted, "per_input": per_input, "frames": frames, "size": size}
+    return {"rows": rows, "omitted": omitted, "per_input": per_input, "frames": frames, "size": size,
+            "steps_run": sorted(steps_run)}
+
+
+def steps_used(steps: int | None, result: Mapping[str, Any], pipe: Any, generated: Tensor) -> int | list[int]:
+    """The DDIM steps a report records: ``steps`` when given, else those the windows ran (one
+    number when they agree; a loop's frames lie between two copies of one image and take the
+    checkpoint's full sampler), else the mask's default."""
+    if steps is not None:
+        return steps
+    ran = list(result.get("steps_run") or [])
+    if not ran:
+        return pipe.default_steps(generated)
+    return ran[0] if len(ran) == 1 else ran
 
 
 def table(rows: Mapping[str, Mapping[str, Any]]) -> str:
@@ -600,7 +616,7 @@ def run_task(task_name: str, checkpoint: str | os.PathLike | None, images: str |
         "videos": len(inputs), "frames": task.frames, "given": list(task.given), "reference": task.reference,
         "generated": task.generated, "span": list(task.span),
         "guidance_scale": task.guidance_scale,
-        "steps": steps if steps is not None else pipe.default_steps(generated),
+        "steps": steps_used(steps, result, pipe, generated),
         "seed": seed, "fps": fps,
         "device": str(dev), "dtype": str(pipe.dtype).removeprefix("torch."),
         "preprocessing": "cover-resize (antialiased bilinear) and centre crop to size x size, 8-bit",

@@ -244,7 +244,7 @@ def _write_sample(model: MarDini, codec: LatentCodec, cfg: StageConfig, z_high: 
         plan = model.planner(z_low, generate) if cfg.train == "joint" else None
         scheduler = make_scheduler(model.config.diffusion)
         predicted = sample_ddim(guided_denoiser(model.generator, generate, plan), z_high, generate, scheduler,
-                                steps=default_steps(model.config.diffusion, generate),
+                                steps=default_steps(model.config.diffusion, generate, z_high),
                                 rng=torch.Generator().manual_seed(0),
                                 prior=diffusion_prior(model.config.diffusion, z_high, generate))
         truth = z_high
