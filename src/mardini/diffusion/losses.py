@@ -43,8 +43,8 @@ def sample_timesteps(batch: int, num_train_timesteps: int, sampling: str = "unif
     the last timestep T-1 instead: the pure-noise step (zero terminal SNR) where every trailing
     DDIM sampler makes its first call and a one-step sampler its only one. Uniform sampling gives
     it 1/T of the training, and a generator that cannot tell T-1 from its neighbours carries
-    part of the input noise into that prediction (docs/benchmarks.md, "Stage 5: native frame rate
-    and the last timestep").
+    part of the input noise into that prediction (docs/benchmarks.md, "Stages 5 to 7: native frame
+    rate and the last timestep").
     """
     if not 0.0 <= terminal_share <= 1.0:
         raise ValueError(f"the terminal timestep share must be in [0, 1], got {terminal_share}")

@@ -90,7 +90,7 @@ def default_steps(config: DiffusionConfig, frame_is_generated: Tensor, latents: 
 
     With the window's ``latents`` (B, K, ...), frames between two *identical* references (a loop's)
     also get ``sampling_steps``: their interpolation is a still, and one step around it moves only
-    as much as the generator's correction (docs/benchmarks.md, "Stage 5").
+    as much as the generator's correction (docs/benchmarks.md, "Stages 5 to 7").
     """
     if config.inbetween_steps is not None and config.prior != "none":
         generated = frame_is_generated.bool().cpu()
