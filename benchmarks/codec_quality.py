@@ -16,6 +16,11 @@ added as the reference when present. Results print as a Markdown table (overall,
 with ``--data``) and optionally go to JSON. ``--sheet`` writes a contact sheet (truth row, then
 one row per codec): look at it, numbers alone miss colour casts and texture.
 
+``--pca K`` (with ``--data``; repeatable) adds a reference row per K: the best *linear* code of K
+numbers per 8x8 RGB block (`BlockPCA`, fitted on frames of the corpus's ``train`` split). It shows
+how much of these frames K numbers per block hold faithfully: a 16-channel 8x codec stores 16, so
+a decoder that keeps far more detail than PCA-16 must draw detail it was not given.
+
 Usage::
 
     python benchmarks/codec_quality.py runs/vae --data runs/corpus --size 128 --out codec.json --sheet codec.png
@@ -52,12 +57,14 @@ def held_out_frames(size: int, clips: int, frames_per_clip: int) -> torch.Tensor
     return torch.cat([dataset[i]["high"] for i in range(len(dataset))])
 
 
-def corpus_frames(data: str, size: int, frames_per_video: int) -> tuple[torch.Tensor, list[str]]:
-    """(N, 3, size, size) frames in [-1, 1] spread evenly over each held-out video of a corpus, and
-    the video of each frame (repeated frames of variable-rate files are dropped first)."""
+def corpus_frames(data: str, size: int, frames_per_video: int, split: str = "heldout"
+                  ) -> tuple[torch.Tensor, list[str]]:
+    """(N, 3, size, size) frames in [-1, 1] spread evenly over each video of a corpus split
+    (``heldout`` by default), and the video of each frame (repeated frames of variable-rate files
+    are dropped first)."""
     from mardini.evaluation.footage import data_sources, load_footage
 
-    sources, skipped = data_sources(data, "heldout")
+    sources, skipped = data_sources(data, split)
     for name, reason in skipped:
         print(f"skipped {name}: {reason}")
     frames, names = [], []
@@ -67,6 +74,38 @@ def corpus_frames(data: str, size: int, frames_per_video: int) -> tuple[torch.Te
         frames.append(footage.frames[pick].float() / 127.5 - 1)
         names += [name] * len(pick)
     return torch.cat(frames), names
+
+
+class BlockPCA:
+    """The best linear code of ``numbers`` values per ``block`` x ``block`` RGB patch: principal
+    components of the patches of ``fit`` (N, 3, H, W) in [-1, 1] (Eckart-Young: no linear code of
+    that size reconstructs them with less squared error). ``round_trip`` keeps each patch's first
+    ``numbers`` components, as a codec's ``round_trip`` does its latents."""
+
+    def __init__(self, fit: torch.Tensor, numbers: int, block: int = 8) -> None:
+        dims = fit.shape[1] * block * block
+        if not 1 <= numbers <= dims:
+            raise ValueError(f"BlockPCA keeps 1 to {dims} numbers per {block}x{block} block of "
+                             f"{fit.shape[1]} channels; got {numbers}")
+        if fit.shape[-1] % block or fit.shape[-2] % block:
+            raise ValueError(f"frames of {tuple(fit.shape[-2:])} do not split into {block}x{block} blocks")
+        self.block = block
+        patches = self._patches(fit).double()
+        self.mean = patches.mean(0)
+        basis = torch.linalg.svd(patches - self.mean, full_matrices=False).Vh[:numbers]
+        self.projection = basis.T @ basis
+
+    def _patches(self, frames: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        n, c, h, w = frames.shape
+        return frames.unfold(2, b, b).unfold(3, b, b).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * b * b)
+
+    @torch.no_grad()
+    def round_trip(self, frames: torch.Tensor) -> torch.Tensor:
+        b, (n, c, h, w) = self.block, frames.shape
+        kept = (self._patches(frames).double() - self.mean) @ self.projection + self.mean
+        out = kept.float().reshape(n, h // b, w // b, c, b, b).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h, w)
+        return out.clamp(-1, 1)
 
 
 def _scores(recon: torch.Tensor, frames: torch.Tensor) -> dict[str, float]:
@@ -104,7 +143,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames-per-video", type=int, default=12, help="with --data: frames per held-out video")
     parser.add_argument("--out", type=Path, help="JSON results")
     parser.add_argument("--sheet", type=Path, help="PNG: truth row, then one row per codec")
+    parser.add_argument("--pca", type=int, action="append", default=[], metavar="K",
+                        help="with --data: add the best linear code of K numbers per 8x8 block (PCA fitted on "
+                        "frames of the corpus's train split) as a reference row; repeatable")
     args = parser.parse_args(argv)
+    if args.pca and not args.data:
+        parser.error("--pca fits its components on the corpus's train split: give --data CORPUS as well")
     torch.manual_seed(0)
     if args.data:
         frames, names = corpus_frames(args.data, args.size, args.frames_per_video)
@@ -121,6 +165,11 @@ def main(argv: list[str] | None = None) -> dict:
         codec = load_codec(path).eval()
         results[name], recon = score(codec, frames, names)
         rows.append(recon)
+    if args.pca:
+        fit, _ = corpus_frames(args.data, args.size, args.frames_per_video, split="train")
+        for numbers in args.pca:
+            results[f"pca-{numbers} (linear bound)"], recon = score(BlockPCA(fit, numbers), frames, names)
+            rows.append(recon)
     print(f"held-out frames: {len(frames)} at {args.size}x{args.size}")
     print("| codec | video | PSNR (dB) | SSIM | sharpness | colour shift |\n|---|---|---:|---:|---:|---:|")
     for name, r in results.items():

@@ -367,3 +367,40 @@ def test_heldout_sheets_rows_per_clip_and_checkpoint(tmp_path: Path, tiny_corpus
     for task in ("interpolate", "loop", "expand"):
         assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(tiny_checkpoint), "--out",
                            str(tmp_path / f"{task}.png"), "--clips", "1", "--size", "32", "--task", task]) == 0
+
+
+# --- benchmarks/codec_quality.py: the linear bound ----------------------------------------------
+
+
+def test_block_pca_is_the_best_linear_code_of_its_size() -> None:
+    bench = load_benchmark("codec_quality")
+    torch = pytest.importorskip("torch")
+    gen = torch.Generator().manual_seed(0)
+    # Frames whose 8x8 blocks vary along a few directions, plus a little noise.
+    directions = torch.randn(4, 3 * 64, generator=gen)
+    blocks = torch.randn(2 * 4 * 4, 4, generator=gen) @ directions * 0.2 + 0.01 * torch.randn(32, 192, generator=gen)
+    frames = blocks.reshape(2, 4, 4, 3, 8, 8).permute(0, 3, 1, 4, 2, 5).reshape(2, 3, 32, 32).clamp(-1, 1)
+    full = bench.BlockPCA(frames, 192)
+    assert torch.allclose(full.round_trip(frames), frames, atol=1e-5)  # every component kept: exact
+    errors = [float((bench.BlockPCA(frames, k).round_trip(frames) - frames).pow(2).mean()) for k in (1, 2, 4, 8)]
+    assert errors == sorted(errors, reverse=True) and errors[2] < 0.1 * errors[0]
+    assert bench.BlockPCA(frames, 4).round_trip(frames).shape == frames.shape
+    with pytest.raises(ValueError, match="1 to 192 numbers"):
+        bench.BlockPCA(frames, 193)
+    with pytest.raises(ValueError, match="do not split into 8x8 blocks"):
+        bench.BlockPCA(frames[..., :30], 4)
+
+
+def test_codec_quality_pca_rows(tmp_path: Path, tiny_corpus: Path, capsys: pytest.CaptureFixture) -> None:
+    bench = load_benchmark("codec_quality")
+    out = tmp_path / "codec.json"
+    results = bench.main(["--data", str(tiny_corpus), "--size", "32", "--frames-per-video", "3",
+                          "--pca", "4", "--pca", "48", "--out", str(out)])
+    rows = {name: r for name, r in results.items() if name.startswith("pca-")}
+    assert list(rows) == ["pca-4 (linear bound)", "pca-48 (linear bound)"]
+    assert rows["pca-48 (linear bound)"]["psnr"] > rows["pca-4 (linear bound)"]["psnr"]
+    assert json.loads(out.read_text())["results"].keys() >= rows.keys()
+    assert "pca-48 (linear bound) | all" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--pca", "16"])
+    assert "give --data CORPUS" in capsys.readouterr().err
