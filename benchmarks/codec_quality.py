@@ -21,6 +21,12 @@ numbers per 8x8 RGB block (`BlockPCA`, fitted on frames of the corpus's ``train`
 how much of these frames K numbers per block hold faithfully: a 16-channel 8x codec stores 16, so
 a decoder that keeps far more detail than PCA-16 must draw detail it was not given.
 
+``--drawn-detail S`` asks what drawing that detail would cost: for each codec given, its round trip
+plus detail uncorrelated with the truth, scaled frame by frame to a sharpness of S
+(`with_drawn_detail`), in two kinds: high-passed white noise, and the truth's own high-passed
+detail shifted by 3 px (texture of the right statistics in the wrong place). A decoder that draws
+plausible detail rather than the truth's pays about this in PSNR and SSIM.
+
 Usage::
 
     python benchmarks/codec_quality.py runs/vae --data runs/corpus --size 128 --out codec.json --sheet codec.png
@@ -108,6 +114,41 @@ class BlockPCA:
         return out.clamp(-1, 1)
 
 
+def high_pass(frames: torch.Tensor) -> torch.Tensor:
+    """``frames`` minus their 3x3 box blur (edges replicated): the finest detail."""
+    padded = torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate")
+    return frames - torch.nn.functional.avg_pool2d(padded, 3, stride=1)
+
+
+def drawn_details(frames: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Detail uncorrelated with ``frames``' own: high-passed white noise, and their high-pass
+    shifted by 3 px on both axes."""
+    noise = torch.randn(frames.shape, generator=torch.Generator().manual_seed(seed))
+    return {"noise": high_pass(noise), "shifted texture": torch.roll(high_pass(frames), (3, 3), dims=(2, 3))}
+
+
+@torch.no_grad()
+def with_drawn_detail(recon: torch.Tensor, frames: torch.Tensor, detail: torch.Tensor, target: float,
+                      iterations: int = 30) -> torch.Tensor:
+    """``recon + a * detail`` with, per frame, the least amount ``a`` (bisection on [0, 8]) that
+    brings its sharpness against ``frames`` to ``target``; a frame already that sharp is left as it
+    is (all in [-1, 1]; clamped to that range)."""
+    if target <= 0:
+        raise ValueError(f"the drawn-detail sharpness must be positive; got {target}")
+    unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
+    out = []
+    for r, d, f in zip(recon.split(1), detail.split(1), frames.split(1)):
+        low, high = 0.0, 8.0
+        for _ in range(iterations):
+            mid = (low + high) / 2
+            if sharpness(unit(r + mid * d), unit(f)) < target:
+                low = mid
+            else:
+                high = mid
+        out.append((r + high * d).clamp(-1, 1))
+    return torch.cat(out)
+
+
 def _scores(recon: torch.Tensor, frames: torch.Tensor) -> dict[str, float]:
     unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
     r, f = unit(recon), unit(frames)
@@ -120,6 +161,11 @@ def score(codec: LatentCodec, frames: torch.Tensor, names: list[str] | None = No
           ) -> tuple[dict[str, Any], torch.Tensor]:
     """Overall scores of the codec's round trip (and ``per_video`` ones when ``names`` are given)."""
     recon = codec.round_trip(frames)
+    return _scored(recon, frames, names), recon
+
+
+def _scored(recon: torch.Tensor, frames: torch.Tensor, names: list[str] | None) -> dict[str, Any]:
+    """Overall scores of ``recon`` against ``frames`` (and ``per_video`` ones given ``names``)."""
     result: dict[str, Any] = _scores(recon, frames)
     if names:
         result["per_video"] = {}
@@ -129,7 +175,7 @@ def score(codec: LatentCodec, frames: torch.Tensor, names: list[str] | None = No
         # Greyscale videos have no saturated region to judge: the overall shift is over the others.
         shifts = [v["colour_shift"] for v in result["per_video"].values() if not math.isnan(v["colour_shift"])]
         result["colour_shift"] = sum(shifts) / len(shifts) if shifts else math.nan
-    return result, recon
+    return result
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -146,6 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pca", type=int, action="append", default=[], metavar="K",
                         help="with --data: add the best linear code of K numbers per 8x8 block (PCA fitted on "
                         "frames of the corpus's train split) as a reference row; repeatable")
+    parser.add_argument("--drawn-detail", type=float, metavar="S",
+                        help="add, per codec given, its round trip plus detail uncorrelated with the truth that "
+                        "lifts each frame's sharpness to S: what drawing detail would cost (see the module doc)")
     args = parser.parse_args(argv)
     if args.pca and not args.data:
         parser.error("--pca fits its components on the corpus's train split: give --data CORPUS as well")
@@ -158,6 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     for folder in args.codecs:
         path = resolve_codec_dir(folder)
         codecs[str(path)] = path
+    args_codecs = set(codecs)  # the codecs given, not the TAEF2 reference
     if TAEF2.is_dir():
         codecs["taef2 (reference)"] = TAEF2
     results, rows = {}, [frames]
@@ -165,6 +215,11 @@ def main(argv: list[str] | None = None) -> dict:
         codec = load_codec(path).eval()
         results[name], recon = score(codec, frames, names)
         rows.append(recon)
+        if args.drawn_detail and name in args_codecs:
+            for kind, detail in drawn_details(frames).items():
+                drawn = with_drawn_detail(recon, frames, detail, args.drawn_detail)
+                results[f"{name} + drawn {kind} (sharpness {args.drawn_detail:g})"] = _scored(drawn, frames, names)
+                rows.append(drawn)
     if args.pca:
         fit, _ = corpus_frames(args.data, args.size, args.frames_per_video, split="train")
         for numbers in args.pca:
