@@ -130,9 +130,9 @@ def drawn_details(frames: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor
 @torch.no_grad()
 def with_drawn_detail(recon: torch.Tensor, frames: torch.Tensor, detail: torch.Tensor, target: float,
                       iterations: int = 30) -> torch.Tensor:
-    """``recon + a * detail`` with, per frame, the least amount ``a`` (bisection on [0, 8]) that
-    brings its sharpness against ``frames`` to ``target``; a frame already that sharp is left as it
-    is (all in [-1, 1]; clamped to that range)."""
+    """``recon + a * detail`` with, per frame, the least amount ``a`` (bisection on [0, 8]; 8 where
+    even that falls short) that brings its sharpness against ``frames`` to ``target``; a frame
+    already that sharp is left as it is (all in [-1, 1]; clamped to that range)."""
     if target <= 0:
         raise ValueError(f"the drawn-detail sharpness must be positive; got {target}")
     unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
@@ -157,7 +157,7 @@ def _scores(recon: torch.Tensor, frames: torch.Tensor) -> dict[str, float]:
 
 
 @torch.no_grad()
-def score(codec: LatentCodec, frames: torch.Tensor, names: list[str] | None = None
+def score(codec: LatentCodec | BlockPCA, frames: torch.Tensor, names: list[str] | None = None
           ) -> tuple[dict[str, Any], torch.Tensor]:
     """Overall scores of the codec's round trip (and ``per_video`` ones when ``names`` are given)."""
     recon = codec.round_trip(frames)
@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     if args.pca and not args.data:
         parser.error("--pca fits its components on the corpus's train split: give --data CORPUS as well")
+    if any(not 1 <= k <= 192 for k in args.pca):
+        parser.error(f"--pca K keeps 1 to 192 numbers per 8x8 RGB block; got {args.pca}")
+    if args.drawn_detail is not None and (args.drawn_detail <= 0 or not args.codecs):
+        parser.error("--drawn-detail S needs a sharpness S > 0 and at least one codec folder to add detail to")
     torch.manual_seed(0)
     if args.data:
         frames, names = corpus_frames(args.data, args.size, args.frames_per_video)
@@ -215,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         codec = load_codec(path).eval()
         results[name], recon = score(codec, frames, names)
         rows.append(recon)
-        if args.drawn_detail and name in args_codecs:
+        if args.drawn_detail is not None and name in args_codecs:
             for kind, detail in drawn_details(frames).items():
                 drawn = with_drawn_detail(recon, frames, detail, args.drawn_detail)
                 results[f"{name} + drawn {kind} (sharpness {args.drawn_detail:g})"] = _scored(drawn, frames, names)

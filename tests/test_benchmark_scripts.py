@@ -404,6 +404,12 @@ def test_codec_quality_pca_rows(tmp_path: Path, tiny_corpus: Path, capsys: pytes
     with pytest.raises(SystemExit):
         bench.main(["--pca", "16"])
     assert "give --data CORPUS" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tiny_corpus), "--pca", "0"])
+    assert "1 to 192 numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--data", str(tiny_corpus), "--drawn-detail", "0.8"])
+    assert "at least one codec folder" in capsys.readouterr().err
 
 
 def test_drawn_detail_reaches_its_sharpness_and_costs_accuracy() -> None:
