@@ -114,6 +114,11 @@ class BlockPCA:
         return out.clamp(-1, 1)
 
 
+def _unit(frames: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] frames to [0, 1], the range the metrics take."""
+    return ((frames + 1) / 2).clamp(0, 1)
+
+
 def high_pass(frames: torch.Tensor) -> torch.Tensor:
     """``frames`` minus their 3x3 box blur (edges replicated): the finest detail."""
     padded = torch.nn.functional.pad(frames, (1, 1, 1, 1), mode="replicate")
@@ -135,13 +140,12 @@ def with_drawn_detail(recon: torch.Tensor, frames: torch.Tensor, detail: torch.T
     already that sharp is left as it is (all in [-1, 1]; clamped to that range)."""
     if target <= 0:
         raise ValueError(f"the drawn-detail sharpness must be positive; got {target}")
-    unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
     out = []
     for r, d, f in zip(recon.split(1), detail.split(1), frames.split(1)):
         low, high = 0.0, 8.0
         for _ in range(iterations):
             mid = (low + high) / 2
-            if sharpness(unit(r + mid * d), unit(f)) < target:
+            if sharpness(_unit(r + mid * d), _unit(f)) < target:
                 low = mid
             else:
                 high = mid
@@ -150,8 +154,7 @@ def with_drawn_detail(recon: torch.Tensor, frames: torch.Tensor, detail: torch.T
 
 
 def _scores(recon: torch.Tensor, frames: torch.Tensor) -> dict[str, float]:
-    unit = lambda t: ((t + 1) / 2).clamp(0, 1)  # noqa: E731
-    r, f = unit(recon), unit(frames)
+    r, f = _unit(recon), _unit(frames)
     return {"psnr": float(psnr(r, f).mean()), "ssim": float(ssim(r, f).mean()), "sharpness": sharpness(r, f),
             "colour_shift": colour_shift(r, f), "frames": len(frames)}
 
