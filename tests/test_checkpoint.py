@@ -156,3 +156,60 @@ def test_export_swaps_only_a_codec_with_the_same_latent_space(tmp_path):
     with pytest.raises(CheckpointError, match="different latent space"):
         export_checkpoint(tmp_path / "ck", tmp_path / "bad", codec=tmp_path / "other")
     assert not (tmp_path / "bad").exists()
+
+
+def test_export_sets_the_codecs_detail_gain_and_nothing_else(tmp_path, capsys):
+    from safetensors import safe_open
+
+    from mardini.checkpoint import load_checkpoint, save_checkpoint, untrained_codec
+    from mardini.cli import main
+    from mardini.codecs.frame_autoencoder import restore_detail
+
+    m = _trained_looking_model()
+    torch.manual_seed(1)
+    save_checkpoint(m, untrained_codec(m.config), tmp_path / "ck")
+    ck = str(tmp_path / "ck")
+    assert main(["export", "--checkpoint", ck, "--out", str(tmp_path / "plain"), "--dtype", "float32"]) == 0
+    assert main(["export", "--checkpoint", ck, "--out", str(tmp_path / "sharp"), "--dtype", "float32",
+                 "--detail-gain", "0.7"]) == 0
+    meta = json.loads((tmp_path / "sharp" / "codec" / "config.json").read_text())
+    assert (meta["format_version"], meta["detail_gain"], meta["detail_threshold"]) == (3, 0.7, 0.01)
+    with safe_open(str(tmp_path / "sharp" / "codec" / "model.safetensors"), framework="pt") as f:
+        assert f.metadata()["format_version"] == "3"
+    (_, plain), (_, sharp) = load_checkpoint(tmp_path / "plain"), load_checkpoint(tmp_path / "sharp")
+    z = torch.randn(2, 16, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert (plain.scale, plain.shift) == (sharp.scale, sharp.shift)  # the same latent space
+    raw = plain.model.decode(z / plain.scale + plain.shift).detach()
+    torch.testing.assert_close(sharp.decode(z), restore_detail(raw, 0.7, 0.01).clamp(-1, 1))
+    assert main(["export", "--checkpoint", str(tmp_path / "sharp"), "--out", str(tmp_path / "off"),
+                 "--detail-gain", "0", "--detail-threshold", "0.02"]) == 0  # 0 turns it off: the old format
+    assert json.loads((tmp_path / "off" / "codec" / "config.json").read_text())["format_version"] == 1
+    for args, message in ((["--detail-gain", "-1"], "detail_gain must be a finite number above 0"),
+                          (["--detail-gain", "1", "--detail-threshold", "0"], "detail_threshold must be"),
+                          (["--detail-threshold", "0.02"], "give --detail-gain too")):
+        assert main(["export", "--checkpoint", ck, "--out", str(tmp_path / "bad"), *args]) == 2
+        assert message in capsys.readouterr().err, args
+    assert not (tmp_path / "bad").exists()
+
+
+def test_export_refuses_a_detail_gain_for_another_codec_kind(tmp_path):
+    from diffusers import AutoencoderKL
+
+    from mardini.checkpoint import export_checkpoint
+    from mardini.codecs import load_codec
+
+    torch.manual_seed(0)
+    AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                  block_out_channels=(8, 8, 8, 8), layers_per_block=1, latent_channels=16,
+                  norm_num_groups=4).save_pretrained(tmp_path / "kl")
+    import shutil
+
+    from mardini.checkpoint import save_model
+
+    shutil.copytree(tmp_path / "kl", tmp_path / "ck" / "codec")  # as save_checkpoint asks for this kind
+    save_model(_trained_looking_model(), tmp_path / "ck")
+    assert type(load_codec(tmp_path / "ck" / "codec")).__name__ == "AutoencoderKLCodec"
+    with pytest.raises(CheckpointError, match="setting of the project's frame autoencoder"):
+        export_checkpoint(tmp_path / "ck", tmp_path / "out", detail=(1.0, 0.01))
+    assert not (tmp_path / "out").exists()
+    export_checkpoint(tmp_path / "ck", tmp_path / "out")  # without a gain it exports as before

@@ -25,7 +25,9 @@ from mardini.codecs import (
     estimate_latent_stats,
     load_codec,
 )
+from mardini.codecs.frame_autoencoder import restore_detail
 from mardini.codecs.tae import tae_decoder, tae_encoder
+from mardini.evaluation.artefacts import laplacian_variance
 
 TAEF2_DIR = Path(__file__).resolve().parents[2] / "shared/assets/taef2"
 needs_taef2 = pytest.mark.skipif(
@@ -284,7 +286,9 @@ def test_frame_autoencoder_save_load_exact(frame_folder: Path) -> None:
     "edit, error, match",
     [
         (lambda m: m.update(kind="autoencoder_kl"), ValueError, "kind 'autoencoder_kl'"),
-        (lambda m: m.update(format_version=3), ValueError, "newer than this code reads"),
+        (lambda m: m.update(format_version=4), ValueError, "newer than this code reads"),
+        (lambda m: m.update(detail_gain=-0.5), ValueError, "detail_gain must be a finite number above 0"),
+        (lambda m: m.update(detail_gain=1.0, detail_threshold=0), ValueError, "detail_threshold must be a finite"),
         (lambda m: m.update(width=32), ValueError, "does not match"),
         (lambda m: m.update(refine_width=8), ValueError, "does not match"),
         (lambda m: m.update(refine_width=-1), ValueError, "refine_width must be a non-negative integer"),
@@ -350,6 +354,47 @@ def test_refinement_starts_as_the_identity_and_round_trips(frame_folder: Path, t
 def test_invalid_refine_width_is_refused(value) -> None:
     with pytest.raises(ValueError, match="refine_width must be a non-negative integer .*got"):
         FrameAutoencoderConfig(width=8, depth=1, refine_width=value)
+
+
+def _texture(size: int = 64) -> torch.Tensor:
+    """Blurred random texture in [-1, 1] (left half) beside a nearly flat region (right half)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.rand(2, 3, size + 2, size + 2, generator=g) * 2 - 1, 3, stride=1)
+    x[..., size // 2:] = 0.1 + 0.002 * torch.randn(2, 3, size, size // 2, generator=g)
+    return x
+
+
+def test_restore_detail_raises_sharpness_where_there_is_detail() -> None:
+    x = _texture()
+    assert torch.equal(restore_detail(x, 0.0, 0.01), x)
+    out = restore_detail(x, 1.0, 0.01)
+    left, right = (slice(None), slice(None), slice(None), slice(None, 32)), (Ellipsis, slice(36, None))
+    lap = lambda t: laplacian_variance((t + 1) / 2)  # noqa: E731
+    assert (lap(out[left]) > 2 * lap(x[left])).all()  # the textured half (measured 2.3x; (1 + gain)^2 at most)
+    assert (out[right] - x[right]).abs().max() < 1e-3  # the flat half stays as it is
+    assert torch.allclose(out.mean(), x.mean(), atol=1e-3)  # detail only: the mean colour keeps
+    assert (lap(restore_detail(x, 1.0, 1.0)[left]) < lap(out[left])).all()  # a higher threshold holds back
+
+
+def test_detail_gain_applies_at_decoding_and_is_saved_as_format_3(frame_folder: Path, tmp_path: Path) -> None:
+    base = FrameAutoencoderCodec.from_pretrained(frame_folder)
+    x = smooth_frames(2, 3, 32, 32)
+    z = base.encode(x)
+    base.model.config.detail_gain, base.model.config.detail_threshold = 0.8, 0.02
+    base.save_pretrained(tmp_path / "gain")
+    meta = json.loads((tmp_path / "gain" / "config.json").read_text())
+    assert (meta["format_version"], meta["detail_gain"], meta["detail_threshold"]) == (3, 0.8, 0.02)
+    gained = load_codec(tmp_path / "gain")
+    plain = FrameAutoencoderCodec.from_pretrained(frame_folder)
+    raw = plain.model.decode(z / plain.scale + plain.shift).detach()
+    torch.testing.assert_close(gained.decode(z), restore_detail(raw, 0.8, 0.02).clamp(-1, 1))
+    assert torch.equal(gained.encode(x), z)  # the latent space is the plain codec's
+    with torch.no_grad():  # training sees the decoder's own output: the gain is an inference step
+        assert torch.equal(gained.model(x), plain.model(x))
+    gained.model.config.detail_gain = 0.0  # no gain: the keys are left out, the old format kept
+    gained.save_pretrained(tmp_path / "plain")
+    meta = json.loads((tmp_path / "plain" / "config.json").read_text())
+    assert meta["format_version"] == 1 and "detail_gain" not in meta and "detail_threshold" not in meta
 
 
 def test_frame_autoencoder_with_refinement_trains_every_part() -> None:

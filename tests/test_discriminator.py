@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight,
+from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, detail_energy_loss,
                                             generator_adversarial_loss, gradient_loss, hinge_discriminator_loss,
                                             spectrum_loss)
 
@@ -76,3 +76,21 @@ def test_spectrum_loss_sees_missing_detail_but_not_its_position():
         spectrum_loss(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20))
     with pytest.raises(ValueError, match="equal shapes"):
         spectrum_loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 32, 32))
+
+
+def test_detail_energy_loss_asks_for_the_amount_of_detail_not_its_place():
+    torch.manual_seed(0)
+    texture = torch.rand(2, 3, 32, 32) * 2 - 1
+    blurred = F.avg_pool2d(F.pad(texture, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    shifted = texture.roll(2, dims=-1)  # the same detail two pixels over
+    assert detail_energy_loss(texture, texture) == 0 and detail_energy_loss(texture + 0.3, texture) < 1e-6
+    # Blur loses most of the Laplacian's energy (the loss is the share lost); the shift loses none.
+    assert detail_energy_loss(blurred, texture) > 0.8
+    assert detail_energy_loss(shifted, texture) < 0.1 * detail_energy_loss(blurred, texture)
+    assert (shifted - texture).abs().mean() > (blurred - texture).abs().mean()  # pixels disagree
+    # Scale-free: the same loss for the same images at a tenth of the contrast.
+    torch.testing.assert_close(detail_energy_loss(blurred / 10, texture / 10), detail_energy_loss(blurred, texture))
+    with pytest.raises(ValueError, match="multiple of the tile size"):
+        detail_energy_loss(torch.rand(1, 3, 20, 20), torch.rand(1, 3, 20, 20))
+    with pytest.raises(ValueError, match="equal shapes"):
+        detail_energy_loss(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 32, 32))

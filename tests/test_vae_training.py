@@ -136,7 +136,7 @@ def test_relative_init_resolves_against_the_config_file(tmp_path):
 
 def test_adversarial_training_saves_the_discriminator_and_resumes_exactly(tmp_path):
     cfg = dict(adversarial_weight=0.5, adversarial_start=1, gradient_weight=0.5, spectrum_weight=0.5,
-               spectrum_weighting="laplacian", disc_width=8,
+               spectrum_weighting="laplacian", detail_weight=0.3, disc_width=8,
                disc_layers=2)
     full = train_vae(tiny_config(**cfg), tmp_path / "full", progress=False)
     train_vae(tiny_config(**cfg), tmp_path / "split", max_steps=2, progress=False)
@@ -178,6 +178,12 @@ def test_train_vae_rejects_negative_loss_weights(tmp_path):
         load_vae_config(tmp_path / "vae.yaml")
     (tmp_path / "vae.yaml").write_text("spectrum_weight: 1\nsize: 40\n")
     with pytest.raises(ValueError, match="multiple of 16"):
+        load_vae_config(tmp_path / "vae.yaml")
+    (tmp_path / "vae.yaml").write_text("detail_weight: 1\nsize: 40\n")
+    with pytest.raises(ValueError, match="detail_weight compares 16-px tiles"):
+        load_vae_config(tmp_path / "vae.yaml")
+    (tmp_path / "vae.yaml").write_text("detail_weight: -0.1\n")
+    with pytest.raises(ValueError, match="detail_weight must be >= 0"):
         load_vae_config(tmp_path / "vae.yaml")
     (tmp_path / "vae.yaml").write_text("spectrum_weight: 1\nspectrum_weighting: focal\n")
     with pytest.raises(ValueError, match="spectrum_weighting must be one of"):

@@ -30,6 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, LatentCodec, load_codec
+from mardini.codecs.frame_autoencoder import read_config as read_frame_config, write_config as write_frame_config
 from mardini.config import FORMAT_VERSION, MarDiniConfig
 from mardini.models.mardini import MarDini
 
@@ -286,7 +287,8 @@ EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps", "dif
 
 
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,
-                      codec: str | os.PathLike | None = None, settings: dict[str, Any] | None = None) -> Path:
+                      codec: str | os.PathLike | None = None, settings: dict[str, Any] | None = None,
+                      detail: tuple[float, float] | None = None) -> Path:
     """Write an inference-only copy of a checkpoint: weights in ``dtype``, no training state.
 
     ``dtype`` is a storage format (float16 halves the size); loading computes in float32 unless
@@ -294,7 +296,9 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
     *same latent space* (class, channels, scale and shift), e.g. the same autoencoder after a
     decoder-only fine-tune; anything else is refused, since the networks were trained on the
     old latents. ``settings`` sets sampling defaults by dotted name (:data:`EXPORT_SETTINGS`).
-    The folder at ``out`` is replaced only once the new one is complete.
+    ``detail`` = ``(gain, threshold)`` sets the project's frame autoencoder's decode-time
+    `~mardini.codecs.frame_autoencoder.restore_detail` (gain 0 turns it off); the latent space
+    does not change. The folder at ``out`` is replaced only once the new one is complete.
     """
     from mardini.data.cache import codec_description
 
@@ -322,6 +326,17 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
                                   f"(e.g. a decoder-only fine-tune) can replace it")
         check_codec(new_codec, config)
         codec_src = Path(codec)
+    own_codec = isinstance(new_codec if codec is not None else old_codec, FrameAutoencoderCodec)
+    codec_config = None
+    if detail is not None:
+        if not own_codec:
+            raise CheckpointError("a detail gain is a setting of the project's frame autoencoder; this checkpoint's "
+                                  "codec is another kind: export without --detail-gain")
+        try:  # a fresh config checks the values
+            codec_config = dataclasses.replace(read_frame_config(codec_src), detail_gain=detail[0],
+                                               detail_threshold=detail[1])
+        except ValueError as e:
+            raise CheckpointError(f"cannot set the codec's detail gain: {e}") from None
     floating = (torch.float32, torch.float16, torch.bfloat16)
     tensors = {k: v.to(dtype) if v.dtype in floating else v for k, v in model.state_dict().items()}
     extras = {k: v for k, v in meta.items() if k not in ("format", "format_version", "config")}
@@ -332,10 +347,12 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
         shutil.copytree(codec_src, codec_tmp, ignore=shutil.ignore_patterns("training"))
         # The project's autoencoder is stored in the same dtype (it loads back into float32
         # parameters); other codec kinds are copied as they are.
-        own_codec = isinstance(new_codec if codec is not None else old_codec, FrameAutoencoderCodec)
+        version = write_frame_config(codec_tmp, codec_config) if codec_config is not None else None
         for weights_file in codec_tmp.glob("*.safetensors") if own_codec else ():
             codec_tensors = load_file(str(weights_file))
             metadata = _safetensors_metadata(weights_file)
+            if version is not None and metadata is not None:
+                metadata = {**metadata, "format_version": str(version)}
             save_file({k: v.to(dtype) if v.dtype in floating else v for k, v in codec_tensors.items()},
                       str(weights_file), metadata=metadata)
         save_model(model, tmp, extras, weights=tensors)

@@ -11,6 +11,8 @@ Design (from measurements made for this project):
 - optionally (`refine_width` > 0), a small residual refinement at full resolution on top of the
   decoded image; see `Refinement` for why. Off (0) by default, and then the architecture and the
   state dict are exactly those of the codecs trained before it existed.
+- optionally (`detail_gain` > 0), `restore_detail` on the decoded frames at inference: the
+  decoder's own finest detail made louder where it has some; see there for why.
 
 `save_pretrained` writes `config.json` (with `kind` and `format_version`) and
 `model.safetensors`; `from_pretrained` reads them back without unpickling anything.
@@ -33,9 +35,10 @@ from torch import Tensor, nn
 from .base import DEFAULT_CHUNK_SIZE, LatentCodec
 
 KIND = "frame_autoencoder"
-#: Newest format this code reads. 2 = with a `Refinement` (`refine_width` > 0); a model without
-#: one is still written as format 1, without the key, so older code keeps reading it.
-FORMAT_VERSION = 2
+#: Newest format this code reads. 2 = with a `Refinement` (`refine_width` > 0); 3 = with
+#: `detail_gain` > 0. A model without either is still written as format 1, without the keys, so
+#: older code keeps reading it (and code that cannot apply the gain refuses the file by its version).
+FORMAT_VERSION = 3
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 PATCH = 8  # total downsample; 2 (pixel_unshuffle) x 2 x 2 (strided convs)
@@ -53,6 +56,8 @@ class FrameAutoencoderConfig:
         refine_width: channels of the decoder's full-resolution `Refinement`; 0 = none (the
             original architecture; a config.json without the key means 0). A decoder-side part
             only: the encoder, `patch_in` and the latent space do not depend on it.
+        detail_gain, detail_threshold: `restore_detail` applied to every decoded frame at
+            inference (not in training: the decoder learns its loss-optimal output); gain 0 = off.
     """
 
     latent_channels: int = 16
@@ -61,6 +66,8 @@ class FrameAutoencoderConfig:
     scale: float = 1.0
     shift: float = 0.0
     refine_width: int = 0
+    detail_gain: float = 0.0
+    detail_threshold: float = 0.01
 
     def __post_init__(self) -> None:
         for name in ("latent_channels", "width", "depth"):
@@ -78,6 +85,34 @@ class FrameAutoencoderConfig:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ValueError(f"FrameAutoencoderConfig.refine_width must be a non-negative integer (0 = no "
                              f"refinement); got {value!r}")
+        for name, low in (("detail_gain", "0 (0 = off)"), ("detail_threshold", "0")):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < float("inf") \
+                    or (name == "detail_threshold" and value == 0):
+                raise ValueError(f"FrameAutoencoderConfig.{name} must be a finite number above {low}; got {value!r}")
+            setattr(self, name, float(value))
+
+
+def restore_detail(frames: Tensor, gain: float, threshold: float) -> Tensor:
+    """Frames plus ``gain`` times their own finest detail, where they have some.
+
+    ``detail = frames - box3(frames)``; each pixel's share of it is ``e / (e + threshold)``, with
+    ``e`` the detail's local energy (5x5 mean over colour). Why: a decoder trained on pixel losses
+    returns the mean of what its latents allow, which under uncertainty is the truth's detail
+    attenuated (the bundled decoder keeps ~0.4 of the held-out frames' Laplacian variance). Among
+    outputs with more detail, scaling up the decoder's own is the one that stays most correlated
+    with the truth (it is the conditional mean, louder), so it costs the least PSNR and SSIM per
+    unit of sharpness; drawing new detail cost more in every probe (docs/benchmarks.md, codec
+    section: learned detail-energy loss, adversarial decoder, drawn noise). The share keeps flat
+    regions as they are, where the "detail" is mostly the codec's own error. Frames (N, 3, H, W)
+    in [-1, 1]; no clamping.
+    """
+    if gain == 0:
+        return frames
+    padded = F.pad(frames, (1, 1, 1, 1), mode="replicate")
+    detail = frames - F.avg_pool2d(padded, 3, stride=1)
+    energy = F.avg_pool2d(F.pad(detail.square().mean(1, keepdim=True), (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    return frames + gain * energy / (energy + threshold) * detail
 
 
 class ResBlock(nn.Module):
@@ -218,12 +253,7 @@ class FrameAutoencoder(nn.Module):
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        config = dataclasses.asdict(self.config)
-        version = 2 if config["refine_width"] else 1
-        if not config["refine_width"]:
-            del config["refine_width"]  # the original format, readable by code from before refinement
-        meta = {"kind": KIND, "format_version": version, **config}
-        (folder / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        version = write_config(folder, self.config)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, folder / WEIGHTS_NAME, metadata={"kind": KIND, "format_version": str(version)})
 
@@ -243,6 +273,20 @@ class FrameAutoencoder(nn.Module):
         except RuntimeError as e:
             raise ValueError(f"{str(weights)!r} does not match {str(folder / CONFIG_NAME)!r}: {e}") from e
         return model.eval()
+
+
+def write_config(folder: str | os.PathLike, config: FrameAutoencoderConfig) -> int:
+    """Write ``folder/config.json`` for ``config`` in the oldest format that holds it; returns that
+    format's version (`FORMAT_VERSION` explains the numbers)."""
+    fields = dataclasses.asdict(config)
+    version = 3 if fields["detail_gain"] else 2 if fields["refine_width"] else 1
+    if not fields["detail_gain"]:  # no post-filter: the format code from before it reads
+        del fields["detail_gain"], fields["detail_threshold"]
+    if not fields["refine_width"]:
+        del fields["refine_width"]  # the original format, readable by code from before refinement
+    meta = {"kind": KIND, "format_version": version, **fields}
+    (Path(folder) / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return version
 
 
 def read_config(folder: str | os.PathLike) -> FrameAutoencoderConfig:
@@ -317,4 +361,5 @@ class FrameAutoencoderCodec(LatentCodec):
         return self.model.encode(x)
 
     def _decode_raw(self, z: Tensor) -> Tensor:
-        return self.model.decode(z)
+        cfg = self.model.config
+        return restore_detail(self.model.decode(z), cfg.detail_gain, cfg.detail_threshold)

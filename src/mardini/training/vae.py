@@ -6,7 +6,8 @@ model's docstring for the architecture): L1 reconstruction, bf16 autocast and ch
 (the probe saw 2-2.5x over fp32; here a 16-frame step of the default size took 2.0 s in bf16 against
 2.9-4.0 s in fp32). PSNR alone flatters blur, so the loss adds a structural term,
 ``ssim_weight * (1 - SSIM)``, an image-gradient term ``gradient_weight * L1(grad)``, a local
-amplitude-spectrum term ``spectrum_weight * L1(|FFT|)`` and, from step
+amplitude-spectrum term ``spectrum_weight * L1(|FFT|)``, a detail-amount term
+``detail_weight * L1(tile Laplacian RMS)`` and, from step
 ``adversarial_start`` on, a PatchGAN hinge loss weighted as in VQGAN (see
 :mod:`mardini.training.discriminator` for why: blur is the mean of plausible textures, and only
 a discriminator penalises it where L1 and SSIM do not).
@@ -42,7 +43,7 @@ from mardini.evaluation.metrics import ssim
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, estimate_latent_stats
 from mardini.training.config import _from_dict, apply_overrides, resolve_data_paths
 from mardini.training.discriminator import (PatchDiscriminator, adaptive_adversarial_weight, generator_adversarial_loss,
-                                            gradient_loss, hinge_discriminator_loss, spectrum_loss,
+                                            detail_energy_loss, gradient_loss, hinge_discriminator_loss, spectrum_loss,
                                             SPECTRUM_WEIGHTINGS)
 from mardini.training.state import clean_stale_folders, list_checkpoints, optimizer_state_from_tensors, \
     optimizer_state_to_tensors, publish_folder
@@ -74,6 +75,9 @@ class VaeTrainConfig:
     #: "flat" (every frequency alike) or "laplacian" (each frequency by the Laplacian's response,
     #: the filter of the sharpness measure: the finest detail weighs most); see `spectrum_loss`.
     spectrum_weighting: str = "flat"
+    #: Weight of `detail_energy_loss` (the Laplacian's RMS of every 16-px tile against the truth's:
+    #: the amount of finest detail, wherever it goes): 0 = off.
+    detail_weight: float = 0.0
     #: Weight of the PatchGAN hinge loss on top of VQGAN's adaptive balance (0 = no discriminator).
     adversarial_weight: float = 0.0
     #: Step at which the discriminator starts (it and the adversarial term are off before): the
@@ -114,15 +118,16 @@ def load_vae_config(path: str | Path | None, overrides: list[str] | None = None)
         raise ValueError(f"size must be a multiple of 8 (the codec downsamples 8x), got {cfg.size}")
     if cfg.precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be 'fp32' or 'bf16', got '{cfg.precision}'")
-    for name in ("gradient_weight", "spectrum_weight", "adversarial_weight", "ssim_weight"):
+    for name in ("gradient_weight", "spectrum_weight", "detail_weight", "adversarial_weight", "ssim_weight"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.adversarial_start < 0:
         raise ValueError(f"adversarial_start must be >= 0, got {cfg.adversarial_start}")
     if cfg.spectrum_weighting not in SPECTRUM_WEIGHTINGS:
         raise ValueError(f"spectrum_weighting must be one of {SPECTRUM_WEIGHTINGS}, got '{cfg.spectrum_weighting}'")
-    if cfg.spectrum_weight and cfg.size % 16:
-        raise ValueError(f"spectrum_weight compares 16-px tiles: size must be a multiple of 16, got {cfg.size}")
+    for name in ("spectrum_weight", "detail_weight"):
+        if getattr(cfg, name) and cfg.size % 16:
+            raise ValueError(f"{name} compares 16-px tiles: size must be a multiple of 16, got {cfg.size}")
     try:  # the autoencoder's own checks (positive widths, refine_width >= 0), before any data is read
         _model_config(cfg)
     except ValueError as e:
@@ -323,6 +328,8 @@ def train_vae(cfg: VaeTrainConfig, out_dir: str | Path, resume: bool = False, ma
                 loss = loss + cfg.gradient_weight * gradient_loss(recon, x)
             if cfg.spectrum_weight:
                 loss = loss + cfg.spectrum_weight * spectrum_loss(recon, x, weighting=cfg.spectrum_weighting)
+            if cfg.detail_weight:
+                loss = loss + cfg.detail_weight * detail_energy_loss(recon, x)
             adversarial = adversary is not None and step >= cfg.adversarial_start
             if adversarial:
                 discriminator, disc_optimizer = adversary
