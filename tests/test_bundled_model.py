@@ -57,11 +57,11 @@ def test_bundled_model_interpolates_a_held_out_clip(pipe):
     out, truth = as_tensor(frames), as_tensor(clip)
     ends = psnr(out[[0, 8]], truth[[0, 8]]).mean().item()
     middle = psnr(out[1:8], truth[1:8]).mean().item()
-    # The given frames come back as their codec round trip, exactly. That round trip scores 28.45 dB
-    # on this clip (the small codec is soft on the fine wheat stalks), so the bound is 27.5: a
-    # broken codec lands far below it.
+    # The given frames come back as their codec round trip, exactly. That round trip scores 27.05 dB
+    # on this clip (28.45 without the codec's detail gain: the small codec is soft on the fine wheat
+    # stalks, and sharpening them back costs PSNR), so the bound is 26.5: a broken codec lands far below it.
     np.testing.assert_array_equal(frames[[0, 8]], round_trip(pipe, clip[[0, 8]], 128, 128))
-    assert ends > 27.5, f"the given frames should come back through the codec; PSNR {ends:.1f} dB"
+    assert ends > 26.5, f"the given frames should come back through the codec; PSNR {ends:.1f} dB"
     assert middle > 20, f"generated frames far from the truth: PSNR {middle:.1f} dB"  # measured 22.19
     blend = linear_blend(truth[0], truth[8], 7)
     # In the range of a real interpolator: measured 22.19 dB at 8 steps (22.73 at the default single
