@@ -556,8 +556,8 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="set a sampling default in the exported config, e.g. diffusion.inbetween_steps=1; repeatable")
     p.add_argument("--detail-gain", type=float, metavar="G",
-                   help="the project's codec only: make decoded frames' own finest detail G times louder where "
-                   "they have some (restore_detail; 0 = off; the bundled model: 1.05); the latent space is unchanged")
+                   help="the project's codec only: add G times decoded frames' own finest detail where they have "
+                   "some (restore_detail; 0 = off; the bundled model: 1.05); the latent space is unchanged")
     p.add_argument("--detail-threshold", type=float, metavar="E",
                    help="with --detail-gain: the local detail energy at which half the gain applies (default 0.01); "
                    "flatter regions are left as they are")
