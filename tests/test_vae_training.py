@@ -64,6 +64,27 @@ def test_decoder_only_keeps_encoder_and_latent_space(tmp_path):
     assert (old.scale, old.shift) == (new.scale, new.shift)
 
 
+def test_a_codecs_detail_gain_is_kept_and_never_trained_through(tmp_path):
+    first = train_vae(tiny_config(), tmp_path / "vae", progress=False)
+    meta = json.loads((first / "config.json").read_text())
+    (first / "config.json").write_text(json.dumps({**meta, "format_version": 3, "detail_gain": 5.0,
+                                                   "detail_threshold": 1e-4}))
+    # Two identical decoder-only runs, one from the codec with a (large) gain, one without: the
+    # gain is a decode-time setting, so the training is the same to the bit and only the config differs.
+    plain_init = tmp_path / "plain-init"
+    plain_init.mkdir()
+    (plain_init / "model.safetensors").write_bytes((first / "model.safetensors").read_bytes())
+    (plain_init / "config.json").write_text(json.dumps(meta))
+    cfg = dict(decoder_only=True, lr=1e-2)
+    gained = train_vae(tiny_config(init=str(first), **cfg), tmp_path / "gained", progress=False)
+    plain = train_vae(tiny_config(init=str(plain_init), **cfg), tmp_path / "plain", progress=False)
+    a, b = weights(gained), weights(plain)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = json.loads((gained / "config.json").read_text())
+    assert (saved["detail_gain"], saved["detail_threshold"]) == (5.0, 1e-4)
+    assert "detail_gain" not in json.loads((plain / "config.json").read_text())
+
+
 def test_decoder_only_needs_init_and_a_matching_model(tmp_path):
     (tmp_path / "vae.yaml").write_text("decoder_only: true\n")
     with pytest.raises(ValueError, match="needs `init:`"):

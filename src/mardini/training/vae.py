@@ -92,7 +92,9 @@ class VaeTrainConfig:
     checkpoint_every: int = 200
     keep_checkpoints: int = 2
     stats_frames: int = 256
-    #: Start from this saved frame autoencoder (a codec folder) instead of fresh weights.
+    #: Start from this saved frame autoencoder (a codec folder) instead of fresh weights. Its decode-time
+    #: detail gain, if any, is kept in the checkpoints' config (training never applies it; `mardini
+    #: export --detail-gain` changes it).
     init: str | None = None
     #: Train only the decoder (and its patch shortcut); the encoder, the latent space and its
     #: scale/shift stay exactly as in `init`, so latents already cached or trained on stay valid.
