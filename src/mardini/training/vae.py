@@ -7,7 +7,7 @@ model's docstring for the architecture): L1 reconstruction, bf16 autocast and ch
 2.9-4.0 s in fp32). PSNR alone flatters blur, so the loss adds a structural term,
 ``ssim_weight * (1 - SSIM)``, an image-gradient term ``gradient_weight * L1(grad)``, a local
 amplitude-spectrum term ``spectrum_weight * L1(|FFT|)``, a detail-amount term
-``detail_weight * L1(tile Laplacian RMS)`` and, from step
+``detail_weight * L1(tile Laplacian energy)`` and, from step
 ``adversarial_start`` on, a PatchGAN hinge loss weighted as in VQGAN (see
 :mod:`mardini.training.discriminator` for why: blur is the mean of plausible textures, and only
 a discriminator penalises it where L1 and SSIM do not).
@@ -75,7 +75,7 @@ class VaeTrainConfig:
     #: "flat" (every frequency alike) or "laplacian" (each frequency by the Laplacian's response,
     #: the filter of the sharpness measure: the finest detail weighs most); see `spectrum_loss`.
     spectrum_weighting: str = "flat"
-    #: Weight of `detail_energy_loss` (the Laplacian's RMS of every 16-px tile against the truth's:
+    #: Weight of `detail_energy_loss` (the Laplacian's energy in every 16-px tile against the truth's:
     #: the amount of finest detail, wherever it goes): 0 = off.
     detail_weight: float = 0.0
     #: Weight of the PatchGAN hinge loss on top of VQGAN's adaptive balance (0 = no discriminator).
