@@ -333,6 +333,65 @@ def test_terminal_share_reaches_the_loss(monkeypatch):
     assert seen == [0.5]
 
 
+def test_masked_mse_per_clip_averages_within_each_clip_and_matches_the_batch_mean():
+    from mardini.diffusion import masked_mse
+
+    prediction, target = torch.zeros(2, 3, 1, 2, 2), torch.ones(2, 3, 1, 2, 2)
+    target[1] *= 3.0  # clip 1 errs 3 per element, clip 0 errs 1
+    target[:, 0] = 100.0  # a reference frame: never counted
+    gen = torch.tensor([[False, True, True], [False, True, False]])
+    per_clip = masked_mse(prediction, target, gen, per_clip=True)
+    assert torch.allclose(per_clip, torch.tensor([1.0, 9.0]))
+    # Batch mean over elements: clip 0 has twice the generated elements of clip 1.
+    assert torch.isclose(masked_mse(prediction, target, gen), torch.tensor((2 * 1.0 + 9.0) / 3))
+    with pytest.raises(ValueError, match="a clip has no frame marked to generate"):
+        masked_mse(prediction, target, torch.tensor([[False, True, True], [False, False, False]]), per_clip=True)
+
+
+def test_log_clip_loss_weighs_every_clips_relative_error_alike():
+    from mardini.diffusion import log_clip_loss
+
+    errors = torch.tensor([1e-3, 1.0], requires_grad=True)
+    loss = log_clip_loss(errors, floor=1e-4)
+    assert torch.isclose(loss, (torch.log(torch.tensor(1.1e-3)) + torch.log(torch.tensor(1.0001))) / 2)
+    loss.backward()
+    # Halving either clip's error lowers the loss by the same amount; the gradient is 1 / (2 (e + floor)).
+    assert torch.allclose(errors.grad, 0.5 / (errors.detach() + 1e-4))
+    with pytest.raises(ValueError, match="needs a positive floor"):
+        log_clip_loss(errors, floor=0.0)
+
+
+def test_clip_weighting_reaches_the_loss_and_changes_only_how_clips_combine():
+    from mardini.config import DiffusionConfig
+    from mardini.diffusion import make_scheduler, masked_diffusion_loss, masked_mse
+
+    scheduler = make_scheduler(DiffusionConfig())
+    latents, gen = torch.randn(3, 4, 2, 4, 4), torch.tensor([[False, True, True, False]] * 3)
+    seen = {}
+
+    def generator(x, t, mask, plan, drop_plan=None):
+        seen["prediction"] = torch.full_like(x, 0.1)
+        return seen["prediction"]
+
+    def loss(**kw):  # the same seed, so the same timesteps and noise every call
+        return masked_diffusion_loss(generator, scheduler, latents, gen, rng=torch.Generator().manual_seed(0), **kw)
+
+    elements = loss()
+    logged = loss(clip_weighting="log", clip_loss_floor=1e-3)
+    # The per-clip errors, rebuilt from the same draws, give both reductions.
+    from mardini.diffusion import sample_timesteps
+
+    rng = torch.Generator().manual_seed(0)
+    t = sample_timesteps(3, scheduler.config.num_train_timesteps, rng=rng)
+    noise = torch.randn(latents.shape, generator=rng)
+    target = scheduler.get_velocity(latents, noise, t)
+    per_clip = masked_mse(seen["prediction"], target, gen, per_clip=True)
+    assert torch.isclose(elements, per_clip.mean())  # equal frame counts: the two means agree
+    assert torch.isclose(logged, torch.log(per_clip + 1e-3).mean())
+    with pytest.raises(ValueError, match="unknown clip weighting"):
+        loss(clip_weighting="median")
+
+
 def test_stage_config_checks_the_timestep_sampling(tmp_path):
     from mardini.training import load_stage_config
 
@@ -348,6 +407,13 @@ def test_stage_config_checks_the_timestep_sampling(tmp_path):
     assert load_stage_config(path, ["timestep_terminal_share=0.25"]).timestep_terminal_share == 0.25
     with pytest.raises(ValueError, match="timestep_terminal_share must be a share in"):
         load_stage_config(path, ["timestep_terminal_share=-0.1"])
+    assert load_stage_config(path).clip_weighting == "elements"  # the paper's, by default
+    cfg = load_stage_config(path, ["clip_weighting=log", "clip_loss_floor=1.0e-3"])
+    assert (cfg.clip_weighting, cfg.clip_loss_floor) == ("log", 1.0e-3)
+    with pytest.raises(ValueError, match="clip_weighting must be one of"):
+        load_stage_config(path, ["clip_weighting=mean"])
+    with pytest.raises(ValueError, match="clip_loss_floor must be a positive number"):
+        load_stage_config(path, ["clip_weighting=log", "clip_loss_floor=0"])
 
 
 def test_shifted_grid_moves_the_denoisers_input_and_crops_back():

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
-from mardini.config import PRIORS, TIMESTEP_SAMPLINGS
+from mardini.config import CLIP_WEIGHTINGS, PRIORS, TIMESTEP_SAMPLINGS
 from mardini.training.masking import MaskSchedule
 
 StageKind = Literal["generator", "planner", "joint"]
@@ -78,6 +78,12 @@ class StageConfig:
     #: one-step in-between's only) prediction is made; 0 (the paper's) leaves it 1/T of the clips
     #: (`mardini.diffusion.sample_timesteps`).
     timestep_terminal_share: float = 0.0
+    #: How the diffusion loss combines the clips of a batch (`mardini.config.CLIP_WEIGHTINGS`):
+    #: "elements", the mean over every generated element (the paper's), or "log", the mean of each
+    #: clip's log(error + `clip_loss_floor`), so near-still clips count as much as fast ones
+    #: (`mardini.diffusion.losses.log_clip_loss`).
+    clip_weighting: str = "elements"
+    clip_loss_floor: float = 1.0e-4
     frames: int = 9
     height: int = 128
     width: int = 128
@@ -215,6 +221,10 @@ def validate(cfg: StageConfig) -> None:
                          f"{cfg.timestep_mean} and {cfg.timestep_std}")
     if not 0.0 <= cfg.timestep_terminal_share <= 1.0:
         raise ValueError(f"timestep_terminal_share must be a share in [0, 1], got {cfg.timestep_terminal_share}")
+    if cfg.clip_weighting not in CLIP_WEIGHTINGS:
+        raise ValueError(f"clip_weighting must be one of {CLIP_WEIGHTINGS}, got '{cfg.clip_weighting}'")
+    if not (cfg.clip_loss_floor > 0 and math.isfinite(cfg.clip_loss_floor)):
+        raise ValueError(f"clip_loss_floor must be a positive number (e.g. 1.0e-4), got {cfg.clip_loss_floor}")
     if cfg.distributed not in ("ddp", "fsdp"):
         raise ValueError(f"distributed must be 'ddp' or 'fsdp', got '{cfg.distributed}'")
     if cfg.precision not in ("fp32", "bf16"):

@@ -88,7 +88,8 @@ class StageLoss(nn.Module):
                                      prior=diffusion_prior(self.model.config.diffusion, z_high, generate),
                                      timestep_sampling=self.cfg.timestep_sampling,
                                      timestep_mean=self.cfg.timestep_mean, timestep_std=self.cfg.timestep_std,
-                                     terminal_share=self.cfg.timestep_terminal_share)
+                                     terminal_share=self.cfg.timestep_terminal_share,
+                                     clip_weighting=self.cfg.clip_weighting, clip_loss_floor=self.cfg.clip_loss_floor)
 
 
 def lr_at(step: int, cfg: StageConfig) -> float:
