@@ -359,6 +359,13 @@ def test_log_clip_loss_weighs_every_clips_relative_error_alike():
     assert torch.allclose(errors.grad, 0.5 / (errors.detach() + 1e-4))
     with pytest.raises(ValueError, match="needs a positive floor"):
         log_clip_loss(errors, floor=0.0)
+    # Only some clips logged: the others enter as the log of their mean, once per clip.
+    four = torch.tensor([1e-3, 0.5, 2e-3, 1.5])
+    logged = torch.tensor([True, False, True, False])
+    expected = (torch.log(four[0] + 1e-4) + torch.log(four[2] + 1e-4) + 2 * torch.log(torch.tensor(1.0 + 1e-4))) / 4
+    assert torch.isclose(log_clip_loss(four, 1e-4, logged), expected)
+    assert torch.isclose(log_clip_loss(four, 1e-4, torch.ones(4, dtype=torch.bool)), log_clip_loss(four, 1e-4))
+    assert torch.isclose(log_clip_loss(four, 1e-4, torch.zeros(4, dtype=torch.bool)), torch.log(four.mean() + 1e-4))
 
 
 def test_clip_weighting_reaches_the_loss_and_changes_only_how_clips_combine():
@@ -388,6 +395,11 @@ def test_clip_weighting_reaches_the_loss_and_changes_only_how_clips_combine():
     per_clip = masked_mse(seen["prediction"], target, gen, per_clip=True)
     assert torch.isclose(elements, per_clip.mean())  # equal frame counts: the two means agree
     assert torch.isclose(logged, torch.log(per_clip + 1e-3).mean())
+    # log_inbetweens: clip 0 generates only in-betweens, clips 1 and 2 a frame past their last reference.
+    gen = torch.tensor([[False, True, True, False], [False, True, True, True], [False, False, True, True]])
+    split = loss(clip_weighting="log_inbetweens", clip_loss_floor=1e-3)
+    per_clip = masked_mse(seen["prediction"], target, gen, per_clip=True)
+    assert torch.isclose(split, (torch.log(per_clip[0] + 1e-3) + 2 * torch.log(per_clip[1:].mean() + 1e-3)) / 3)
     with pytest.raises(ValueError, match="unknown clip weighting"):
         loss(clip_weighting="median")
 

@@ -32,7 +32,7 @@ PRIORS = ("none", "reference_interpolation", "between_references")
 #: How training draws timesteps (see :func:`mardini.diffusion.losses.sample_timesteps`).
 TIMESTEP_SAMPLINGS = ("uniform", "logit_normal")
 #: How the masked diffusion loss combines clips (`mardini.diffusion.losses.masked_diffusion_loss`).
-CLIP_WEIGHTINGS = ("elements", "log")
+CLIP_WEIGHTINGS = ("elements", "log", "log_inbetweens")
 #: How the sampler moves the generator's token grid between denoiser calls (DiffusionConfig.grid_shift).
 GRID_SHIFTS = ("none", "alternate", "average")
 

@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from mardini.config import CLIP_WEIGHTINGS, TIMESTEP_SAMPLINGS
-from mardini.diffusion.prior import Prior
+from mardini.diffusion.prior import Prior, between_references
 from mardini.models.generator import Generator
 from mardini.models.planner import Planner
 
@@ -35,17 +35,28 @@ def masked_mse(prediction: Tensor, target: Tensor, frame_is_generated: Tensor, p
     return squared.sum() / elements
 
 
-def log_clip_loss(clip_losses: Tensor, floor: float = 1e-4) -> Tensor:
+def log_clip_loss(clip_losses: Tensor, floor: float = 1e-4, logged: Tensor | None = None) -> Tensor:
     """The mean over clips of ``log(loss + floor)``: every clip's *relative* error counts alike.
 
     This is what a mean PSNR over clips measures; the gradient weighs each clip by
     ``1 / (loss + floor)``. Why: trained on the mean over elements, the generator learnt
     corrections sized for fast clips and added them to near-still ones, where the cross-fade alone
     is within 1e-3 of the truth (docs/benchmarks.md, "Weighing every clip alike").
+
+    ``logged`` (bool, one per clip) limits that to some clips; the others enter as one group,
+    ``log(mean of their losses + floor)`` counted once per clip, so among themselves every element
+    counts alike (as with no weighting) while the group keeps its share of the batch.
     """
     if not floor > 0:
         raise ValueError(f"the log clip loss needs a positive floor, got {floor}")
-    return torch.log(clip_losses + floor).mean()
+    if logged is None:
+        return torch.log(clip_losses + floor).mean()
+    logged = logged.to(clip_losses.device)
+    total = torch.log(clip_losses[logged] + floor).sum()
+    rest = clip_losses[~logged]
+    if rest.numel():
+        total = total + rest.numel() * torch.log(rest.mean() + floor)
+    return total / clip_losses.numel()
 
 
 def sample_timesteps(batch: int, num_train_timesteps: int, sampling: str = "uniform", mean: float = 0.0,
@@ -100,8 +111,11 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     ``(latents - prior.mean) / prior.scale`` is what is noised and whose velocity is the target;
     the generator sees ``prior.mean + prior.scale * noisy residual`` at generated frames.
     ``clip_weighting`` (`mardini.config.CLIP_WEIGHTINGS`) says how the clips' errors make one
-    loss: ``elements``, the mean over all generated elements of the batch (the paper's), or
-    ``log``, :func:`log_clip_loss` with ``clip_loss_floor``.
+    loss: ``elements``, the mean over all generated elements of the batch (the paper's); ``log``,
+    :func:`log_clip_loss` with ``clip_loss_floor`` over every clip; ``log_inbetweens``, the same
+    for clips that generate only in-betweens (a reference on each side), the others as one group.
+    Why the split: the log weighs near-still clips up, which is right where the answer is nearly
+    determined (in-betweens) but taught image-to-video to stand still (docs/benchmarks.md).
     """
     if clip_weighting not in CLIP_WEIGHTINGS:
         raise ValueError(f"unknown clip weighting '{clip_weighting}'; use one of {CLIP_WEIGHTINGS}")
@@ -122,7 +136,12 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     prediction = generator(inputs, timesteps, frame_is_generated, plan, drop_plan=drop)
     if clip_weighting == "elements":  # the paper's: every generated element alike, across the batch
         return masked_mse(prediction, target, frame_is_generated)
-    return log_clip_loss(masked_mse(prediction, target, frame_is_generated, per_clip=True), clip_loss_floor)
+    clip_losses = masked_mse(prediction, target, frame_is_generated, per_clip=True)
+    logged = None
+    if clip_weighting == "log_inbetweens":
+        generated = frame_is_generated.to(clip_losses.device)
+        logged = (between_references(generated) == generated).all(dim=1)
+    return log_clip_loss(clip_losses, clip_loss_floor, logged)
 
 
 def masked_reconstruction_loss(planner: Planner, latents_low: Tensor, frame_is_generated: Tensor) -> Tensor:

@@ -79,9 +79,10 @@ class StageConfig:
     #: (`mardini.diffusion.sample_timesteps`).
     timestep_terminal_share: float = 0.0
     #: How the diffusion loss combines the clips of a batch (`mardini.config.CLIP_WEIGHTINGS`):
-    #: "elements", the mean over every generated element (the paper's), or "log", the mean of each
+    #: "elements", the mean over every generated element (the paper's); "log", the mean of each
     #: clip's log(error + `clip_loss_floor`), so near-still clips count as much as fast ones
-    #: (`mardini.diffusion.losses.log_clip_loss`).
+    #: (`mardini.diffusion.losses.log_clip_loss`); "log_inbetweens", that for clips generating only
+    #: in-betweens, the other clips as one group.
     clip_weighting: str = "elements"
     clip_loss_floor: float = 1.0e-4
     frames: int = 9
