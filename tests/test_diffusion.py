@@ -400,6 +400,14 @@ def test_clip_weighting_reaches_the_loss_and_changes_only_how_clips_combine():
     split = loss(clip_weighting="log_inbetweens", clip_loss_floor=1e-3)
     per_clip = masked_mse(seen["prediction"], target, gen, per_clip=True)
     assert torch.isclose(split, (torch.log(per_clip[0] + 1e-3) + 2 * torch.log(per_clip[1:].mean() + 1e-3)) / 3)
+    # A loop (equal references around its in-betweens) has no single answer: in the group, not logged.
+    gen = torch.tensor([[False, True, True, False]] * 3)
+    latents[1:, -1] = latents[1:, 0]
+    looped = loss(clip_weighting="log_inbetweens", clip_loss_floor=1e-3)
+    target = scheduler.get_velocity(latents, noise, t)
+    per_clip = masked_mse(seen["prediction"], target, gen, per_clip=True)
+    assert torch.isclose(looped, (torch.log(per_clip[0] + 1e-3) + 2 * torch.log(per_clip[1:].mean() + 1e-3)) / 3)
+    assert not torch.isclose(looped, torch.log(per_clip + 1e-3).mean())
     with pytest.raises(ValueError, match="unknown clip weighting"):
         loss(clip_weighting="median")
 

@@ -331,6 +331,46 @@ def test_mask_schedule_task_mixture():
             MaskSchedule(**bad)
 
 
+def test_loop_task_keeps_first_and_last_of_a_palindrome():
+    from mardini.training.masking import palindrome
+
+    rng = torch.Generator().manual_seed(0)
+    schedule = MaskSchedule(mode="tasks", tasks={"interpolation": 1, "loop": 1, "image_to_video": 1})
+    masks, loops = schedule.sample_with_loops(3000, 9, 0.0, rng)
+    first_last = ~masks[:, 0] & ~masks[:, -1] & masks[:, 1:-1].all(1)
+    assert 0.30 < loops.float().mean() < 0.37 and first_last[loops].all()
+    assert 0.62 < first_last.float().mean() < 0.71  # interpolation and loop alike
+    # Other modes and mixtures without the task draw no loop, and `sample` is the mask alone.
+    assert not MaskSchedule(mode="tasks", tasks={"interpolation": 1}).sample_with_loops(50, 9, 0.0, rng)[1].any()
+    assert not MaskSchedule(mode="interpolation").sample_with_loops(5, 9, 0.0, rng)[1].any()
+    again = torch.Generator().manual_seed(0)
+    assert torch.equal(schedule.sample(3000, 9, 0.0, again), masks)
+    # Forward to the middle frame and back; clips not chosen are untouched.
+    clips = torch.arange(2 * 9, dtype=torch.float32).reshape(2, 9, 1, 1, 1).expand(2, 9, 3, 2, 2)
+    out = palindrome(clips, torch.tensor([True, False]))
+    assert out[0, :, 0, 0, 0].tolist() == [0, 1, 2, 3, 4, 3, 2, 1, 0]
+    assert torch.equal(out[1], clips[1])
+    assert palindrome(clips[:, :8], torch.tensor([True, True]))[0, :, 0, 0, 0].tolist() == [0, 1, 2, 3, 3, 2, 1, 0]
+
+
+def test_loop_task_reaches_training_as_palindromes(monkeypatch, tmp_path, codec_dir):
+    """The trainer plays loop clips forward and back before the loss sees them."""
+    import mardini.training.trainer as trainer
+
+    seen = []
+    original = trainer.StageLoss.forward
+    monkeypatch.setattr(trainer.StageLoss, "forward",
+                        lambda self, z_high, z_low, generate, rng: seen.append((z_high, z_low, generate))
+                        or original(self, z_high, z_low, generate, rng))
+    cfg = _stage("stage2_joint_interpolation", codec_dir, "init=mardini-tiny", "steps=1",
+                 "masks={mode: tasks, tasks: {loop: 1}}",
+                 "checkpoint_every=1", "sample_every=0")
+    train(cfg, tmp_path / "run", progress=False)
+    z_high, z_low, generate = seen[0]
+    assert (~generate[:, 0] & ~generate[:, -1] & generate[:, 1:-1].all(1)).all()
+    assert torch.equal(z_high, z_high.flip(1)) and torch.equal(z_low, z_low.flip(1))
+
+
 def test_bad_config_values_are_reported(tmp_path, codec_dir):
     with pytest.raises(ValueError, match="unknown field"):
         _stage("stage1a_generator", codec_dir, "optim.learning_rate=1")

@@ -8,7 +8,7 @@ from diffusers import DDIMScheduler
 from torch import Tensor
 
 from mardini.config import CLIP_WEIGHTINGS, TIMESTEP_SAMPLINGS
-from mardini.diffusion.prior import Prior, between_references
+from mardini.diffusion.prior import Prior, between_equal_references, between_references
 from mardini.models.generator import Generator
 from mardini.models.planner import Planner
 
@@ -113,7 +113,8 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     ``clip_weighting`` (`mardini.config.CLIP_WEIGHTINGS`) says how the clips' errors make one
     loss: ``elements``, the mean over all generated elements of the batch (the paper's); ``log``,
     :func:`log_clip_loss` with ``clip_loss_floor`` over every clip; ``log_inbetweens``, the same
-    for clips that generate only in-betweens (a reference on each side), the others as one group.
+    for clips that generate only in-betweens (a reference on each side) between unequal references,
+    the others (loops among them) as one group.
     Why the split: the log weighs near-still clips up, which is right where the answer is nearly
     determined (in-betweens) but taught image-to-video to stand still (docs/benchmarks.md).
     """
@@ -140,7 +141,9 @@ def masked_diffusion_loss(generator: Generator, scheduler: DDIMScheduler, latent
     logged = None
     if clip_weighting == "log_inbetweens":
         generated = frame_is_generated.to(clip_losses.device)
-        logged = (between_references(generated) == generated).all(dim=1)
+        # A loop's frames (equal references) have no single answer: like image-to-video, not logged.
+        loop = between_equal_references(latents, generated).any(dim=1)
+        logged = (between_references(generated) == generated).all(dim=1) & ~loop
     return log_clip_loss(clip_losses, clip_loss_floor, logged)
 
 

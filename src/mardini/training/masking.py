@@ -18,8 +18,23 @@ MaskMode = Literal["random", "interpolation", "tasks"]
 #: "interpolation" keeps the first and last frame (also looping, whose two ends are one image);
 #: "image_to_video" keeps one frame at a random position (the anchor window may put it anywhere);
 #: "expansion" keeps the first k frames, k from 1 to half the clip (sliding-window extension keeps
-#: a third of the window); "random" keeps `preserved`'s share at random positions (figure 4).
-TASKS = ("interpolation", "image_to_video", "expansion", "random")
+#: a third of the window); "random" keeps `preserved`'s share at random positions (figure 4);
+#: "loop" keeps the first and last frame of the clip made a palindrome (`palindrome`), so its two
+#: ends are one image and the frames between move out and back, as a loop's should.
+TASKS = ("interpolation", "image_to_video", "expansion", "random", "loop")
+
+
+def palindrome(latents: Tensor, which: Tensor) -> Tensor:
+    """The clips ``which`` (bool, one per clip) played forward to their middle frame and back:
+    frame k becomes frame ``min(k, K - 1 - k)``, so the last frame is the first.
+
+    Why: real video almost never returns to its first frame, so first+last masks alone teach that
+    two equal ends mean a still, and a loop (`mardini.tasks.loop`) stood still once the in-betweens
+    were trained to stay close to the cross-fade (docs/benchmarks.md, "Weighing every clip alike").
+    """
+    frames = latents.shape[1]
+    order = torch.minimum(torch.arange(frames), frames - 1 - torch.arange(frames)).to(latents.device)
+    return torch.where(which.to(latents.device).reshape(-1, *([1] * (latents.dim() - 1))), latents[:, order], latents)
 
 
 @dataclass
@@ -80,6 +95,13 @@ class MaskSchedule:
 
     def sample(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> Tensor:
         """Draw a (batch, frames) generate-mask."""
+        return self.sample_with_loops(batch, frames, progress, rng)[0]
+
+    def sample_with_loops(self, batch: int, frames: int, progress: float,
+                          rng: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Draw a (batch, frames) generate-mask and which clips (batch,) are to be made a
+        :func:`palindrome` (the "loop" task; all False in other modes)."""
+        no_loops = torch.zeros(batch, dtype=torch.bool)
         if frames < 2:
             raise ValueError(f"training needs clips of at least 2 frames (one reference, one generated), got {frames}")
         if self.mode == "interpolation":
@@ -87,10 +109,10 @@ class MaskSchedule:
             mask[:, 0] = mask[:, -1] = False
             if frames == 2:
                 mask[:, -1] = True
-            return mask
+            return mask, no_loops
         if self.mode == "tasks":
             return self._sample_tasks(batch, frames, progress, rng)
-        return self._sample_random(batch, frames, progress, rng)
+        return self._sample_random(batch, frames, progress, rng), no_loops
 
     def _sample_random(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> Tensor:
         lo, hi = self.range_at(progress)
@@ -107,7 +129,7 @@ class MaskSchedule:
             mask[first_last, -1] = False
         return mask
 
-    def _sample_tasks(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> Tensor:
+    def _sample_tasks(self, batch: int, frames: int, progress: float, rng: torch.Generator) -> tuple[Tensor, Tensor]:
         assert self.tasks is not None
         names = [name for name in TASKS if self.tasks.get(name, 0) > 0]
         weights = torch.tensor([float(self.tasks[name]) for name in names])
@@ -121,12 +143,15 @@ class MaskSchedule:
         image_to_video = torch.arange(frames)[None, :] != single[:, None]
         k = torch.randint(1, max(1, frames // 2) + 1, (batch,), generator=rng)
         expansion = torch.arange(frames)[None, :] >= k[:, None]
+        loops = torch.zeros(batch, dtype=torch.bool)
         for i, name in enumerate(names):
             chosen = task == i
-            if name == "interpolation":
+            if name == "interpolation" or (name == "loop" and frames > 2):
                 mask[chosen] = interpolation[chosen]
+                if name == "loop":
+                    loops |= chosen
             elif name == "image_to_video":
                 mask[chosen] = image_to_video[chosen]
             elif name == "expansion":
                 mask[chosen] = expansion[chosen]
-        return mask
+        return mask, loops

@@ -37,6 +37,7 @@ from mardini.codecs import LatentCodec, load_codec
 from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
 from mardini.diffusion import diffusion_prior, make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
+from mardini.training.masking import palindrome
 from mardini.models.mardini import MarDini
 from mardini.training.config import StageConfig, stage_to_dict
 from mardini.training.state import clean_stale_folders, latest_usable_checkpoint, load_start_model, \
@@ -571,7 +572,11 @@ def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps
                 data_position, clips = next(stream)
                 z_high, z_low = _latents(clips, codec, device)
                 mask_rng = torch.Generator().manual_seed(rng.initial_seed() + micro)
-                generate = cfg.masks.sample(len(clips), z_high.shape[1], step / max(1, cfg.steps), mask_rng).to(device)
+                generate, loops = cfg.masks.sample_with_loops(len(clips), z_high.shape[1], step / max(1, cfg.steps),
+                                                              mask_rng)
+                generate = generate.to(device)
+                if loops.any():  # the "loop" task: clips played forward and back, first frame = last
+                    z_high, z_low = palindrome(z_high, loops), palindrome(z_low, loops)
                 sync = nullcontext() if world == 1 or micro == cfg.grad_accum - 1 else objective.no_sync()
                 with sync, autocast:
                     loss = objective(z_high, z_low, generate, rng) / cfg.grad_accum
