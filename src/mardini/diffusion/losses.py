@@ -40,8 +40,8 @@ def log_clip_loss(clip_losses: Tensor, floor: float = 1e-4, logged: Tensor | Non
 
     This is what a mean PSNR over clips measures; the gradient weighs each clip by
     ``1 / (loss + floor)``. Why: trained on the mean over elements, the generator learnt
-    corrections sized for fast clips and added them to near-still ones, where the cross-fade alone
-    is within 1e-3 of the truth (docs/benchmarks.md, "Weighing every clip alike").
+    corrections sized for fast clips and added them to near-still ones, where the cross-fade's mean
+    squared error in latent units is under 1e-3 (docs/benchmarks.md, "Weighing every clip alike").
 
     ``logged`` (bool, one per clip) limits that to some clips; the others enter as one group,
     ``log(mean of their losses + floor)`` counted once per clip, so among themselves every element

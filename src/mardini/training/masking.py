@@ -147,9 +147,9 @@ class MaskSchedule:
         loops = torch.zeros(batch, dtype=torch.bool)
         for i, name in enumerate(names):
             chosen = task == i
-            if name == "interpolation" or (name == "loop" and frames > 2):
+            if name in ("interpolation", "loop"):
                 mask[chosen] = interpolation[chosen]
-                if name == "loop":
+                if name == "loop" and frames > 2:  # 2 frames: nothing between the ends to loop
                     loops |= chosen
             elif name == "image_to_video":
                 mask[chosen] = image_to_video[chosen]

@@ -37,9 +37,9 @@ from mardini.codecs import LatentCodec, load_codec
 from mardini.config import MarDiniConfig, get_preset
 from mardini.data import ShardedClipSampler, build_dataset
 from mardini.diffusion import diffusion_prior, make_scheduler, masked_diffusion_loss, masked_reconstruction_loss
-from mardini.training.masking import palindrome
 from mardini.models.mardini import MarDini
 from mardini.training.config import StageConfig, stage_to_dict
+from mardini.training.masking import palindrome
 from mardini.training.state import clean_stale_folders, latest_usable_checkpoint, load_start_model, \
     optimizer_state_from_tensors, resolve_codec_dir, resolve_start, write_checkpoint
 
