@@ -57,6 +57,27 @@ def test_a_diverging_run_stops_before_saving_diverged_weights(tmp_path, codec_di
             assert largest < 10 * scale + 1, (checkpoint.name, file, largest)
 
 
+def test_the_divergence_check_reads_a_log_weighted_loss_on_the_log_scale(codec_dir):
+    from collections import deque
+
+    from mardini.training.trainer import check_divergence
+
+    history = deque([-3.0, -2.5, -2.0])  # a log-weighted loss: negative, median -2.5
+    for weighting in ("log", "log_inbetweens"):
+        cfg = _cfg(codec_dir, f"clip_weighting={weighting}", "divergence_factor=100")
+        check_divergence(5, -2.5 + 4.5, 1.0, history, cfg)  # the error 90x its level: still training
+        with pytest.raises(TrainingError, match=r"log\(100\).*error grew more than 100x.*divergence_factor"):
+            check_divergence(5, -2.5 + 4.7, 1.0, history, cfg)  # 110x
+        check_divergence(5, 50.0, 1.0, history, _cfg(codec_dir, f"clip_weighting={weighting}",
+                                                     "divergence_factor=0"))  # 0 turns it off
+    # The plain mean over elements keeps the ratio.
+    cfg = _cfg(codec_dir, "divergence_factor=100")
+    plain = deque([0.02, 0.03, 0.04])
+    check_divergence(5, 2.9, 1.0, plain, cfg)
+    with pytest.raises(TrainingError, match="more than 100x its running level 0.03"):
+        check_divergence(5, 3.1, 1.0, plain, cfg)
+
+
 def _initial_weights(cfg):
     from mardini.models import MarDini
     from mardini.config import get_preset

@@ -396,7 +396,11 @@ def _agreed(value: float, world: int) -> float:
 def check_divergence(step: int, loss: float, grad_norm: float | None, history: deque, cfg: StageConfig,
                      what: str = "the loss") -> None:
     """Raise TrainingError when the loss or gradient norm is non-finite, or the loss is more than
-    ``cfg.divergence_factor`` times the median of the recent ``history`` (a diverging run)."""
+    ``cfg.divergence_factor`` times the median of the recent ``history`` (a diverging run).
+
+    A log-weighted loss (``clip_weighting`` other than ``elements``) is a mean of logs of errors,
+    often negative: there "``factor`` times the error" is ``log(factor)`` added to the loss, so
+    the check compares the loss with the median plus ``log(factor)``."""
     advice = (f"nothing was saved from this step. Resume from the last checkpoint with a lower optim.lr "
               f"(now {cfg.optim.lr}) or precision=fp32")
     if not math.isfinite(loss):
@@ -405,10 +409,17 @@ def check_divergence(step: int, loss: float, grad_norm: float | None, history: d
         raise TrainingError(f"the gradient norm became {grad_norm} at step {step}; {advice}")
     if cfg.divergence_factor and history:
         level = statistics.median(history)
-        if level > 0 and loss > cfg.divergence_factor * level:
-            raise TrainingError(f"training diverged: {what} was {loss:.4g} at step {step}, more than "
-                                f"{cfg.divergence_factor:g}x its running level {level:.4g} (divergence_factor); "
-                                f"{advice}")
+        factor = cfg.divergence_factor
+        if cfg.clip_weighting == "elements":
+            diverged = level > 0 and loss > factor * level
+            how = f"more than {factor:g}x its running level {level:.4g}"
+        else:
+            diverged = loss > level + math.log(factor)
+            how = (f"more than log({factor:g}) = {math.log(factor):.3g} above its running level {level:.4g} "
+                   f"(a log-weighted loss: the error grew more than {factor:g}x)")
+        if diverged:
+            raise TrainingError(f"training diverged: {what} was {loss:.4g} at step {step}, {how} "
+                                f"(divergence_factor); {advice}")
 
 
 def train(cfg: StageConfig, out_dir: str | Path, resume: bool = False, max_steps: int | None = None,
