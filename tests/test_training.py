@@ -508,3 +508,45 @@ def test_a_stage_trains_with_logit_normal_timesteps_and_resume_keeps_them(tmp_pa
     with pytest.raises(TrainingError, match="timestep_sampling"):
         train(_stage("stage1a_generator", codec_dir, *overrides[:-2], "steps=3"), tmp_path / "run", resume=True,
               progress=False)
+
+
+def test_a_stage_extends_another(tmp_path):
+    """`extends:` lays a stage's values over another's: mappings key by key, a data spec of another
+    kind or any other value replaces; each file's relative paths are read against its own folder."""
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "a.yaml").write_text(
+        "name: a\ninit: mardini-tiny\ntrain: joint\nsteps: 7\nbatch_size: 2\n"
+        "optim: {lr: 1.0e-4, warmup_steps: 3}\nmasks: {mode: tasks, tasks: {interpolation: 1, image_to_video: 1}}\n"
+        "data: {kind: mixture, parts: [{kind: latents, path: cache-a}, {kind: latents, path: cache-b}], weights: [1, 1]}\n")
+    (tmp_path / "b.yaml").write_text("extends: base/a.yaml\nname: b\noptim: {lr: 2.0e-5}\n"
+                                     "masks: {tasks: {loop: 2}}\ndata: {weights: [1, 5]}\n")
+    (tmp_path / "c.yaml").write_text("extends: b.yaml\nsteps: 3\ndata: {kind: latents, path: mine}\n")
+    b = load_stage_config(tmp_path / "b.yaml")
+    assert (b.name, b.steps, b.batch_size, b.init) == ("b", 7, 2, "mardini-tiny")
+    assert (b.optim.lr, b.optim.warmup_steps) == (2e-5, 3)
+    assert b.masks.tasks == {"interpolation": 1, "image_to_video": 1, "loop": 2}
+    assert b.data["weights"] == [1, 5]
+    assert [part["path"] for part in b.data["parts"]] == [str((tmp_path / "base" / n).resolve()) for n in ("cache-a", "cache-b")]
+    c = load_stage_config(tmp_path / "c.yaml", ["batch_size=4"])
+    assert (c.name, c.steps, c.batch_size, c.optim.lr) == ("b", 3, 4, 2e-5)
+    assert c.data == {"kind": "latents", "path": str((tmp_path / "mine").resolve())}
+    # A missing parent and a cycle are named.
+    (tmp_path / "d.yaml").write_text("extends: nowhere.yaml\n")
+    with pytest.raises(FileNotFoundError, match="'nowhere.yaml', which does not exist"):
+        load_stage_config(tmp_path / "d.yaml")
+    (tmp_path / "e.yaml").write_text("extends: f.yaml\n")
+    (tmp_path / "f.yaml").write_text("extends: e.yaml\n")
+    with pytest.raises(ValueError, match="extends it back"):
+        load_stage_config(tmp_path / "e.yaml")
+
+
+def test_the_corpus_stages_that_extend_read_as_their_full_copies_did():
+    """stage6/7 of the corpus chain are written as changes to the stage before; what they load to is
+    what the full files held when those stages were trained."""
+    s5, s6, s7 = (load_stage_config(CONFIGS.parent / "corpus" / f"stage{n}_native_rate.yaml") for n in (5, 6, 7))
+    assert (s6.steps, s6.optim.lr, s6.data["weights"]) == (2000, 3e-5, [1, 0.5, 3])
+    assert (s7.steps, s7.optim.lr, s7.data["weights"]) == (1000, 3e-5, [1, 0.5, 7.5])
+    for later in (s6, s7):
+        assert later.masks == s5.masks and later.data["parts"] == s5.data["parts"]
+        assert (later.optim.warmup_steps, later.optim.ema_decay, later.timestep_terminal_share) == (50, 0.998, 0.25)
+    assert s7.init.endswith("runs/corpus-stage6") and s6.init.endswith("runs/corpus-stage5")

@@ -161,21 +161,68 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_stage_config(path: str | Path, overrides: list[str] | None = None) -> StageConfig:
-    """Read a stage YAML, apply overrides, check every field, resolve relative paths."""
+    """Read a stage YAML, apply overrides, check every field, resolve relative paths.
+
+    A stage may start from another: ``extends: other.yaml`` (relative to its own folder) takes
+    that file's values (and those of what it extends) and lays this file's over them. Mappings
+    merge key by key (``optim: {lr: 1e-5}`` keeps the other ``optim`` values) unless the two name a
+    different ``kind`` (a ``data`` spec of another kind replaces the whole spec); anything else
+    replaces. Each file's relative paths are read against its own folder.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"training config '{path}' does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = _read_stage_yaml(path, ())
     data = apply_overrides(data, overrides or [])
     cfg = _from_dict(StageConfig, data, path.name)
     base = path.resolve().parent
     for attr in ("init", "codec"):
-        value = getattr(cfg, attr)
-        if value and (value.startswith(".") or "/" in value) and not Path(value).is_absolute():
-            setattr(cfg, attr, str((base / value).resolve()))
+        setattr(cfg, attr, _resolve_model_path(getattr(cfg, attr), base))
     cfg.data = resolve_data_paths(cfg.data, base)
     validate(cfg)
     return cfg
+
+
+def _resolve_model_path(value: str | None, base: Path) -> str | None:
+    """``init``/``codec`` against ``base`` when it is a relative path, not a preset name."""
+    if value and (value.startswith(".") or "/" in value) and not Path(value).is_absolute():
+        return str((base / value).resolve())
+    return value
+
+
+def _read_stage_yaml(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """The mapping of one stage YAML with what it ``extends`` merged under it, paths made absolute."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"training config '{path}' must be a mapping of fields, not {type(data).__name__}")
+    folder = path.resolve().parent
+    for attr in ("init", "codec"):
+        if isinstance(data.get(attr), str):
+            data[attr] = _resolve_model_path(data[attr], folder)
+    if "data" in data:
+        data["data"] = resolve_data_paths(data["data"], folder)
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ValueError(f"'{path.name}': extends must name one YAML file, got {parent!r}")
+    parent_path = (folder / parent).resolve()
+    if parent_path in chain or parent_path == path.resolve():
+        raise ValueError(f"'{path.name}' extends '{parent}', which extends it back: a stage cannot extend itself")
+    if not parent_path.is_file():
+        raise FileNotFoundError(f"'{path}' extends '{parent}', which does not exist (the name is relative to "
+                                f"'{folder}')")
+    return _merge(_read_stage_yaml(parent_path, (*chain, path.resolve())), data)
+
+
+def _merge(under: Any, over: Any) -> Any:
+    """``over`` laid over ``under``: mappings key by key unless they name a different ``kind``."""
+    if not (isinstance(under, dict) and isinstance(over, dict)) or over.get("kind", under.get("kind")) != under.get("kind"):
+        return over
+    merged = dict(under)
+    for key, value in over.items():
+        merged[key] = _merge(under[key], value) if key in under else value
+    return merged
 
 
 def resolve_data_paths(spec: Any, base: Path) -> Any:
