@@ -206,13 +206,13 @@ def _read_stage_yaml(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
         return data
     if not isinstance(parent, str):
         raise ValueError(f"'{path.name}': extends must name one YAML file, got {parent!r}")
-    parent_path = (folder / parent).resolve()
-    if parent_path in chain or parent_path == path.resolve():
+    parent_path, chain = (folder / parent).resolve(), (*chain, path.resolve())
+    if parent_path in chain:
         raise ValueError(f"'{path.name}' extends '{parent}', which extends it back: a stage cannot extend itself")
     if not parent_path.is_file():
         raise FileNotFoundError(f"'{path}' extends '{parent}', which does not exist (the name is relative to "
                                 f"'{folder}')")
-    return _merge(_read_stage_yaml(parent_path, (*chain, path.resolve())), data)
+    return _merge(_read_stage_yaml(parent_path, chain), data)
 
 
 def _merge(under: Any, over: Any) -> Any:

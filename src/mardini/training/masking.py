@@ -30,8 +30,9 @@ def palindrome(latents: Tensor, which: Tensor) -> Tensor:
 
     Why: real video almost never returns to its first frame, so first+last masks alone teach that
     two equal ends mean a still, and a loop (`mardini.tasks.loop`) stood still once the in-betweens
-    were trained to stay close to the cross-fade. 1000 steps of it at a seventh of the clips did not
-    make those loops move again (docs/benchmarks.md, "Weighing every clip alike").
+    were trained to stay close to the cross-fade. Measured: 1000 steps of it at a seventh of the
+    clips, then at four times that share, or on the paper's loss, did not make loops move by eye
+    (docs/benchmarks.md, "Loops: more loop training, guidance, and what the loop figure measures").
     """
     frames = latents.shape[1]
     order = torch.minimum(torch.arange(frames), frames - 1 - torch.arange(frames)).to(latents.device)
