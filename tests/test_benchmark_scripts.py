@@ -170,6 +170,13 @@ def test_heldout_acceptance_quick(tmp_path: Path, tiny_corpus: Path, tiny_checkp
                 continue
             assert math.isfinite(value), c["id"]
             assert c["reference_measure"] is None or math.isfinite(reference), c["id"]
+            # The codec ceiling (the real clips through the codec) is read from its own row.
+            if c["ceiling_measure"] is not None:
+                part, row, key = c["ceiling_measure"].split("/")
+                report = json.loads((out / label / f"{part}.json").read_text())
+                assert c["ceilings"][label] == pytest.approx(report[row][key]), c["id"]
+            else:
+                assert c["ceilings"][label] is None, c["id"]
             # The verdict follows the threshold.
             assert c["pass"][label] == bench.judge(c["kind"], value, c["threshold"], reference), c["id"]
             if c["kind"] == "max":
@@ -202,6 +209,9 @@ def test_heldout_acceptance_quick(tmp_path: Path, tiny_corpus: Path, tiny_checkp
     assert settings["videos"] == ["media/held.mp4"] and settings["task_clips"] == 1
     md = (out / "acceptance.md").read_text()
     assert all(c.text in md for c in bench.CRITERIA) and "Wall time" in md and saved["command"] in md
+    sharp = next(c for c in saved["criteria"] if c["id"] == "i2v_first.sharpness")
+    assert sharp["ceiling_measure"] == "i2v_first/real@codec/sharpness"
+    assert f"[codec ceiling {sharp['ceilings']['tiny']:.3f}]" in md
     assert result["summary"] == saved["summary"]
 
 
@@ -240,7 +250,7 @@ def test_heldout_acceptance_judge() -> None:
 def test_heldout_acceptance_criteria_from_reports() -> None:
     bench = load_benchmark("heldout_acceptance")
     reports = {"a": {"loop": {"mardini": {"motion": 0.5, "return_jump": 1.5}},
-                     "expand": {"mardini": {"seam": 1.3}},
+                     "expand": {"mardini": {"seam": 1.3}, "real@codec": {"seam": 1.05}},
                      "codec": {"checkpoint": {"psnr": 33.2, "ssim": 0.93, "sharpness": 0.8, "colour_shift": 5.0},
                                "taef2": {"available": False, "reason": "TAEF2 absent"}},
                      "interpolate": {"mardini": {"psnr_codec_truth": 30.0, "ssim_codec_truth": 0.9, "motion": 0.9},
@@ -254,6 +264,9 @@ def test_heldout_acceptance_criteria_from_reports() -> None:
     assert rows["loop.return"]["pass"] == {"a": True, "b": False}  # b returns but does not move
     assert rows["expand.seam"]["pass"] == {"a": False, "b": False} and "expand was not run" in rows[
         "expand.seam"]["notes"]["b"]
+    # A ceiling is shown, never judged: expansion fails its seam with a ceiling under the bound.
+    assert rows["expand.seam"]["ceilings"] == {"a": 1.05, "b": None}
+    assert rows["codec.psnr"]["ceilings"] == {"a": None, "b": None}
     assert rows["codec.sharpness"]["pass"]["a"] and not rows["codec.psnr"]["pass"]["a"]
     assert "TAEF2 absent" in rows["codec.psnr"]["notes"]["a"] and rows["codec.psnr"]["values"]["a"] == 33.2
     assert rows["interpolate.psnr"]["pass"]["a"] and not rows["interpolate.ssim"]["pass"]["a"]

@@ -174,7 +174,7 @@ def test_i2v_scores_model_and_static_baseline(tiny_checkpoint, tmp_path, capsys)
                                   "--markdown", str(md)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat"]
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec"]
     settings = report["settings"]
     assert settings["frames"] == 5 and settings["ref_index"] == 2 and settings["guidance_scale"] == 2.5
     keys = {"dynamic_degree", "motion_smoothness", "flicker", "vbench_flicker", "ref_consistency", "flow_magnitude",
@@ -204,7 +204,7 @@ def test_i2v_on_held_out_real_clips_adds_the_real_row(tiny_checkpoint, tmp_path,
                                  capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat", "real"]
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec", "real", "real@codec"]
     assert report["settings"]["time_range"] == [0.8, 1.0]
     names = [e["image"] for e in report["per_image"]]
     assert len(names) == 2 and all(n.startswith("bikes.mp4@") for n in names)
@@ -255,7 +255,7 @@ def test_eval_on_a_corpus_folder_uses_its_held_out_videos(tiny_checkpoint, tmp_p
                              "--fps", "5", "--json", str(out)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat", "real"]
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec", "real", "real@codec"]
     for name in report["methods"]:
         assert {"sharpness", "seam", "motion", "flicker"} <= set(report[name]), name
         assert len(report[name]["drift"]) == 5

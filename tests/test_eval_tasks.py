@@ -89,7 +89,7 @@ def test_loop_on_held_out_clips_writes_json_and_markdown(tiny_checkpoint, tmp_pa
                                   "--json", str(out), "--markdown", str(md)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat", "real"]
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec", "real", "real@codec"]
     settings = report["settings"]
     assert settings["task"] == "loop" and settings["given"] == [0, FRAMES - 1] and settings["reference"] == 0
     assert settings["generated"] == [1, 2, 3] and settings["guidance_scale"] == 1.0 and settings["steps"] == 1
@@ -109,7 +109,7 @@ def test_loop_on_held_out_clips_writes_json_and_markdown(tiny_checkpoint, tmp_pa
     # The real row's own frame 0 is the image itself, not its codec round trip.
     assert report["real"]["drift"][0] == pytest.approx(1.0) and report["real"]["drift_codec"][0] < 0.999
     (entry,) = report["per_input"]
-    assert entry["input"].startswith("bikes.mp4@") and set(entry) == {"input", "mardini", "repeat", "real"}
+    assert entry["input"].startswith("bikes.mp4@") and set(entry) == {"input", "mardini", "repeat", "repeat@codec", "real", "real@codec"}
     table = md.read_text()
     assert table.startswith("# Looping") and "| return jump |" in table and "| real |" in stdout
     assert "video / method" not in table  # no empty per-clip table
@@ -146,7 +146,7 @@ def test_loop_from_images(tiny_checkpoint, tmp_path, capsys) -> None:  # noqa: F
                              "--json", str(out)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat"] and report["per_input"][0]["input"] == "chelsea.png"
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec"] and report["per_input"][0]["input"] == "chelsea.png"
     assert "return_change" in report["repeat"] and "give --data" in report["omitted_metrics"]["motion"]
 
 
@@ -157,7 +157,7 @@ def test_expand_on_held_out_clips(tiny_checkpoint, tmp_path, capsys) -> None:  #
                                   "--steps", "1", "--json", str(out), "--markdown", str(md)], capsys)
     assert code == 0, err
     report = json.loads(out.read_text())
-    assert report["methods"] == ["mardini", "repeat", "real"]
+    assert report["methods"] == ["mardini", "repeat", "repeat@codec", "real", "real@codec"]
     settings = report["settings"]
     assert settings["task"] == "expand" and settings["given"] == [0, 1] and settings["reference"] == 1
     assert settings["generated"] == [2, 3, 4] and settings["span"] == [1, 4] and settings["guidance_scale"] == 2.5
@@ -238,10 +238,24 @@ def test_evaluate_image_to_video_scores_videos_already_made(pipe) -> None:  # no
     result = evaluate_image_to_video(pipe, images, 5, 2, size=64, rife=RIFE.load(), progress=False, real=[clip],
                                      made=[clip])
     rows = result["rows"]
-    assert list(rows) == ["mardini", "repeat", "real"] and result["ref_index"] == 2 and result["frames"] == 5
+    assert list(rows) == ["mardini", "repeat", "repeat@codec", "real", "real@codec"] and result["ref_index"] == 2 and result["frames"] == 5
     assert rows["mardini"] == rows["real"] and rows["real"]["motion"] == pytest.approx(1.0)
     assert rows["repeat"]["motion"] < 0.05 and rows["repeat"]["drift"] == pytest.approx([1.0] * 5)
     assert [e["image"] for e in result["per_image"]] == ["pan"]
+    # The codec-fair rows: the image's round trip held still is exactly the SSIM target of every
+    # frame; the real clip through the codec is that target at the reference's position, and its
+    # sharpness is what the codec keeps of the clip's own frames (a different number from 1).
+    from mardini.evaluation.artefacts import sharpness
+    from mardini.evaluation.given_frames import codec_round_trip
+
+    held = rows["repeat@codec"]
+    assert held["drift_codec"] == pytest.approx([1.0] * 5) and held["motion"] < 0.05
+    assert rows["real@codec"]["drift_codec"][2] == pytest.approx(1.0, abs=1e-6)
+    through = codec_round_trip(pipe, clip)
+    assert through.shape == clip.shape and through.dtype == torch.uint8
+    assert torch.equal(through[2], codec_round_trip(pipe, clip[2]))  # frame by frame: a clip or one frame alike
+    expected = sharpness(through[[0, 1, 3, 4]], clip[2][None])
+    assert rows["real@codec"]["sharpness"] == pytest.approx(expected) and abs(expected - 1.0) > 1e-3
 
 
 def test_reports_record_the_steps_the_windows_ran() -> None:

@@ -9,7 +9,10 @@ model is called (a `mardini.tasks` function); the inputs, rows and scores are sh
   frame (image-to-video, looping), images (``--images``);
 - rows: ``mardini`` (the task's call, seed ``seed`` + input index); ``repeat``, every generated
   frame a copy of the nearest given frame (the earlier one on a tie), a video that does not move;
-  and, with real clips, ``real``, the clip itself;
+  ``repeat@codec``, the same with the given frames' codec round trips (the still video a latent
+  model could return); and, with real clips, ``real``, the clip itself, and ``real@codec``, the clip
+  through the checkpoint's codec frame by frame: **the ceiling** of a latent model, which can only
+  return what its codec decodes (its ``sharpness`` is the most detail a generated frame could keep);
 - scores (`video_scores`, averaged over the inputs per row): the per-frame ones on the generated
   frames, the temporal ones on the *span* of frame pairs that touch a generated frame (the whole
   video for image-to-video and looping; the last given frame onwards for expansion).
@@ -411,14 +414,16 @@ def real_clips(data: str, frames: int, size: int, clips: int | None = None,
 
 
 @torch.no_grad()
-def codec_round_trip(pipe: Any, frame: Tensor) -> Tensor:
-    """uint8 (3, H, W) through the pipeline's codec at its own size and back, as the pipeline
-    returns a given frame: uint8 (3, H, W)."""
+def codec_round_trip(pipe: Any, frames: Tensor) -> Tensor:
+    """uint8 (3, H, W) or (T, 3, H, W) through the pipeline's codec at its own size and back, frame
+    by frame, as the pipeline returns a given frame: uint8 of the same shape."""
     from mardini.pipeline import frames_to_tensor, to_uint8
 
-    x = frames_to_tensor(frame.permute(1, 2, 0).contiguous().numpy())[None]
-    high, _ = pipe.encode(x, *frame.shape[-2:])
-    return torch.from_numpy(to_uint8(pipe.decode(high))[0]).permute(2, 0, 1).contiguous()
+    clip = frames if frames.dim() == 4 else frames[None]
+    x = frames_to_tensor([f.permute(1, 2, 0).contiguous().numpy() for f in clip])[None]
+    high, _ = pipe.encode(x, *clip.shape[-2:])
+    out = torch.from_numpy(to_uint8(pipe.decode(high))[0]).permute(0, 3, 1, 2).contiguous()
+    return out if frames.dim() == 4 else out[0]
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,9 +446,10 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
     the real clips' (a ratio of sums over the inputs) and ``flicker`` is measured where the real
     clip does not move. ``made`` (optional): the model's uint8 videos, already generated.
 
-    Returns ``{"rows": {"mardini": ..., "repeat": ..., ["real": ...]}, "omitted": {metric: reason},
-    "per_input": [{"input": name, row: scores}], "frames": N, "size": S, "steps_run": [DDIM steps the
-    windows ran, sorted]}`` (``steps_run`` is empty when every video was ``made``).
+    Returns ``{"rows": {"mardini": ..., "repeat": ..., "repeat@codec": ..., ["real": ..., "real@codec": ...]},
+    "omitted": {metric: reason}, "per_input": [{"input": name, row: scores}], "frames": N, "size": S,
+    "steps_run": [DDIM steps the windows ran, sorted]}`` (``steps_run`` is empty when every video
+    was ``made``). The ``@codec`` rows are the codec-fair baselines (module docstring).
     """
     frames = task.frames
     size = pipe.config.height if size is None else size
@@ -455,9 +461,9 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
     if made is not None and len(made) != len(inputs):
         raise ValueError(f"got {len(made)} generated videos for {len(inputs)} inputs; give one per input or none")
     lo, hi = task.span
-    per_method: dict[str, list[dict[str, Any]]] = {"mardini": [], "repeat": []}
+    per_method: dict[str, list[dict[str, Any]]] = {"mardini": [], "repeat": [], "repeat@codec": []}
     if real is not None:
-        per_method["real"] = []
+        per_method["real"], per_method["real@codec"] = [], []
     per_input: list[dict[str, Any]] = []
     steps_run: set[int] = set()
     bar = tqdm(list(enumerate(inputs)), desc=f"{task.name} inputs", disable=not progress, dynamic_ncols=True)
@@ -477,14 +483,17 @@ def evaluate_task(pipe: Any, task: VideoTask, inputs: Sequence[tuple[str, Sequen
             steps_run.update(out.steps)
         else:
             video = made[index]
-        videos = {"mardini": video, "repeat": task.hold(known)}
+        # What the model returns at the given positions: their codec round trips.
+        known_codec = list(codec_round_trip(pipe, torch.stack(known)))
+        videos = {"mardini": video, "repeat": task.hold(known), "repeat@codec": task.hold(known_codec)}
         if real is not None:
             if tuple(real[index].shape) != (frames, 3, size, size):
                 raise ValueError(f"real clip {index} has shape {tuple(real[index].shape)}; expected "
                                  f"{(frames, 3, size, size)}")
             videos["real"] = real[index]
+            videos["real@codec"] = codec_round_trip(pipe, real[index])
         image = known[task.given.index(task.reference)]
-        image_codec = codec_round_trip(pipe, image)
+        image_codec = known_codec[task.given.index(task.reference)]
         still = None
         if real is not None and net is not None:
             still = still_mask(consecutive_flows(real[index][lo:hi + 1], lambda a, b: net.flow(

@@ -10,8 +10,10 @@ and centre crop), then
   flicker, smoothness and consistency, and 0 on dynamic degree: a model must move to beat it
   there, which is why VBench reports dynamic degree next to the others.
 
-With real held-out clips (``--data``) the clip itself is a third row, ``real``: the model should
-move like it, keep its sharpness and show no seams.
+With real held-out clips (``--data``) the clip itself is a row, ``real``: the model should move
+like it, keep its sharpness and show no seams. ``repeat@codec`` and ``real@codec`` are the same
+through the checkpoint's codec (`mardini.evaluation.given_frames`): ``real@codec`` is the ceiling
+of a latent model, e.g. its ``sharpness`` is the most detail a generated frame could keep.
 
 Scores per video (`mardini.evaluation.baselines`, `mardini.evaluation.artefacts`; averages over
 the images per method):
@@ -79,8 +81,8 @@ def evaluate_image_to_video(pipe: Any, images: Sequence[tuple[str, np.ndarray]],
     measured where the real clip does not move. ``made`` (optional): the model's uint8 videos, one
     per image, already generated (the demo page scores the video it shows instead of a second run).
 
-    Returns ``{"rows": {"mardini": ..., "repeat": ..., ["real": ...]}, "omitted": {metric: reason},
-    "per_image": [...], "frames": N, "ref_index": I, "size": S}``.
+    Returns ``{"rows": {"mardini": ..., "repeat": ..., "repeat@codec": ..., ["real": ..., "real@codec": ...]},
+    "omitted": {metric: reason}, "per_image": [...], "frames": N, "ref_index": I, "size": S}``.
     """
     task = image_to_video_task(pipe.config.num_frames if frames is None else frames, ref_index, guidance_scale)
     if not images:
