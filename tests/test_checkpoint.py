@@ -123,11 +123,16 @@ def test_export_halves_the_weights_and_keeps_the_outputs(tmp_path, capsys):
     # Sampling defaults can be set at export, and only they.
     assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "set"),
                  "--set", "diffusion.inbetween_steps=1", "--set", "diffusion.sampling_steps=10",
-                 "--set", "diffusion.grid_shift=alternate"]) == 0
+                 "--set", "diffusion.grid_shift=alternate", "--set", "diffusion.skip_guidance=0.2",
+                 "--set", "diffusion.skip_guidance_block=0"]) == 0
     diffusion = load_checkpoint(tmp_path / "set")[0].config.diffusion
     assert (diffusion.inbetween_steps, diffusion.sampling_steps, diffusion.grid_shift) == (1, 10, "alternate")
+    assert (diffusion.skip_guidance, diffusion.skip_guidance_block) == (0.2, 0)
+    depth = m.config.generator.depth
     for bad, message in (("generator.depth=2", "can set only"), ("diffusion.inbetween_steps=0", "positive"),
                          ("diffusion.grid_shift=diagonal", "unknown grid_shift"),
+                         ("diffusion.skip_guidance=-0.1", "skip_guidance must be a finite number >= 0"),
+                         (f"diffusion.skip_guidance_block={depth}", f"is not a block of the {depth}-block generator"),
                          ("diffusion.inbetween_steps", "KEY=VALUE")):
         assert main(["export", "--checkpoint", str(tmp_path / "ck"), "--out", str(tmp_path / "bad"),
                      "--set", bad]) == 2

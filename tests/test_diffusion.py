@@ -98,6 +98,57 @@ def test_guidance_scale_one_is_the_conditional_prediction_and_scale_s_extrapolat
     torch.testing.assert_close(guided, uncond + 2.5 * (cond - uncond), atol=1e-5, rtol=1e-5)
 
 
+def test_skip_layer_guidance_pushes_away_from_the_generator_without_one_block():
+    m = _random_generator_model()
+    zh, zl = torch.randn(2, 5, 16, 8, 8), torch.randn(2, 5, 16, 4, 4)
+    gen = torch.ones(2, 5, dtype=torch.bool)
+    gen[:, 0] = False
+    plan = m.planner(zl, gen)
+    t = torch.tensor([300, 300])
+    g = m.generator
+    with torch.no_grad():
+        cond, uncond = g(zh, t, gen, plan), g(zh, t, gen, None)
+        # The weakened network is the generator with that block left out: the same as a copy of it
+        # that never had the block.
+        skipped = g(zh, t, gen, plan, skip_block=-1)
+        blocks = g.blocks
+        g.blocks = torch.nn.ModuleList(list(blocks)[:-1])
+        try:
+            without = g(zh, t, gen, plan)
+        finally:
+            g.blocks = blocks
+        assert torch.equal(skipped, without) and not torch.allclose(skipped, cond)
+        assert torch.equal(g(zh, t, gen, plan, skip_block=len(blocks) - 1), skipped)
+        assert not torch.allclose(g(zh, t, gen, plan, skip_block=0), skipped)
+        # Scale 0 is the plain (CFG) denoiser; w > 0 adds w * (v_cond - v_skip), with CFG or without.
+        assert torch.equal(guided_denoiser(g, gen, plan, 2.5, 0.0)(zh, t), guided_denoiser(g, gen, plan, 2.5)(zh, t))
+        torch.testing.assert_close(guided_denoiser(g, gen, plan, 2.5, 0.3)(zh, t),
+                                   uncond + 2.5 * (cond - uncond) + 0.3 * (cond - skipped), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(guided_denoiser(g, gen, plan, 1.0, 0.3, 0)(zh, t),
+                                   cond + 0.3 * (cond - g(zh, t, gen, plan, skip_block=0)), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="skip_block 2 is not a block of this 2-block generator"):
+        g(zh, t, gen, plan, skip_block=2)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        guided_denoiser(g, gen, plan, 1.0, -0.1)
+
+
+def test_the_pipeline_samples_with_the_configured_skip_layer_guidance():
+    from mardini import MarDiniPipeline
+    from mardini.checkpoint import untrained_codec
+
+    m = _random_generator_model()
+    pipe = MarDiniPipeline(m, untrained_codec(m.config))
+    zh, zl = torch.randn(1, 5, 16, 8, 8), torch.randn(1, 5, 16, 4, 4)
+    gen = torch.tensor([[False, True, True, True, True]])
+    run = lambda: pipe.sample(zh, zl, gen, steps=3, guidance_scale=2.5,  # noqa: E731
+                              generator=torch.Generator().manual_seed(0), progress=False)
+    plain = run()
+    pipe.config.diffusion.skip_guidance = 0.5
+    guided = run()
+    assert torch.equal(guided, run()) and not torch.allclose(plain, guided)
+    assert torch.equal(guided[:, 0], zh[:, 0])  # the reference stays as given
+
+
 def test_one_ddim_step_matches_closed_form(scheduler):
     torch.manual_seed(0)
     sched = make_scheduler(DiffusionConfig())

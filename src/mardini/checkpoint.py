@@ -31,7 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from mardini.codecs import FrameAutoencoder, FrameAutoencoderCodec, FrameAutoencoderConfig, LatentCodec, load_codec
 from mardini.codecs.frame_autoencoder import read_config as read_frame_config, write_config as write_frame_config
-from mardini.config import FORMAT_VERSION, MarDiniConfig
+from mardini.config import FORMAT_VERSION, MarDiniConfig, validate_config
 from mardini.models.mardini import MarDini
 
 CONFIG_FILE = "config.json"
@@ -283,7 +283,8 @@ def load_checkpoint(folder: str | os.PathLike, device: torch.device | str = "cpu
 
 #: Config values an export may set (``mardini export --set``): sampling defaults, on which no
 #: weight depends. Everything else was fixed by training.
-EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps", "diffusion.grid_shift")
+EXPORT_SETTINGS = ("diffusion.sampling_steps", "diffusion.inbetween_steps", "diffusion.grid_shift",
+                   "diffusion.skip_guidance", "diffusion.skip_guidance_block")
 
 
 def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: torch.dtype = torch.float16,
@@ -309,8 +310,9 @@ def export_checkpoint(source: str | os.PathLike, out: str | os.PathLike, dtype: 
         if key not in EXPORT_SETTINGS:
             raise CheckpointError(f"an export can set only {', '.join(EXPORT_SETTINGS)}, not '{key}': the rest of "
                                   "the config was fixed by training")
-        try:  # a fresh DiffusionConfig checks the value
+        try:  # a fresh DiffusionConfig checks the value; validate_config, against the rest
             model.config.diffusion = dataclasses.replace(model.config.diffusion, **{key.split(".", 1)[1]: value})
+            validate_config(model.config)
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"cannot set {key}={value!r}: {e}") from None
     old_codec = load_checkpoint_codec(source, config)

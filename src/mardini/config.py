@@ -121,10 +121,24 @@ class DiffusionConfig:
     # the cost). It hides the 16-px grid a small generator draws in frames made from noise; it
     # does not fix what is drawn inside the tokens (docs/benchmarks.md, "Moving the token grid").
     grid_shift: str = "none"
+    # Skip-layer guidance while sampling (our addition; mardini.diffusion.sampling.guided_denoiser):
+    # every prediction is pushed away from the generator's own prediction with block
+    # `skip_guidance_block` left out, v + skip_guidance * (v_cond - v_skipped). 0 (the paper) turns
+    # it off. A small generator's frames made from noise keep about two thirds of the detail its
+    # codec could return (docs/benchmarks.md, "Skip-layer guidance"); what a block adds is largely
+    # that detail, and guiding away from the network without it restores some.
+    skip_guidance: float = 0.0
+    skip_guidance_block: int = -1
 
     def __post_init__(self) -> None:
         if self.grid_shift not in GRID_SHIFTS:
             raise ValueError(f"unknown grid_shift '{self.grid_shift}'; use one of {GRID_SHIFTS}")
+        if isinstance(self.skip_guidance, bool) or not isinstance(self.skip_guidance, (int, float)) or not (
+                math.isfinite(self.skip_guidance) and self.skip_guidance >= 0):
+            raise ValueError(f"skip_guidance must be a finite number >= 0 (0 turns it off), got {self.skip_guidance!r}")
+        if isinstance(self.skip_guidance_block, bool) or not isinstance(self.skip_guidance_block, int):
+            raise ValueError(f"skip_guidance_block must be a block index (e.g. -1, the last), got "
+                             f"{self.skip_guidance_block!r}")
         if self.prior not in PRIORS:
             raise ValueError(f"unknown diffusion prior '{self.prior}'; use one of {PRIORS} ('none' is the paper's)")
         if not self.prior_scale > 0:
@@ -220,6 +234,10 @@ def validate_config(config: MarDiniConfig) -> None:
     d = config.diffusion
     if not 0 < d.beta_start < d.beta_end < 1:
         raise ValueError(f"diffusion betas must satisfy 0 < beta_start < beta_end < 1, got {d.beta_start}, {d.beta_end}")
+    depth = config.generator.depth
+    if not -depth <= d.skip_guidance_block < depth:
+        raise ValueError(f"diffusion.skip_guidance_block {d.skip_guidance_block} is not a block of the {depth}-block "
+                         f"generator; use {-depth} to {depth - 1} (-1: the last)")
 
 
 def _check_value(name: str, value: Any, hint: Any) -> None:

@@ -337,7 +337,9 @@ class MarDiniPipeline:
             # Section 2.2: Z_cond = P(Z_low^mask), once per window, outside the denoising loop.
             plan = self.model.planner(latents_low.to(device, dtype), mask)
         with self._placed(self.model.generator):
-            guided = guided_denoiser(self.model.generator, mask, plan, guidance_scale)
+            diffusion = self.config.diffusion
+            guided = guided_denoiser(self.model.generator, mask, plan, guidance_scale, diffusion.skip_guidance,
+                                     diffusion.skip_guidance_block)
             guided = shifted_grid(guided, self.config.diffusion.grid_shift, self.config.generator.patch_size)
 
             def denoise(x: Tensor, t: Tensor) -> Tensor:

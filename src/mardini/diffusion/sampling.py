@@ -24,22 +24,41 @@ Denoiser = Callable[[Tensor, Tensor], Tensor]
 
 
 def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tensor | None,
-                    guidance_scale: float = 1.0) -> Denoiser:
-    """Velocity with classifier-free guidance on the planning signal (Ho & Salimans 2022).
+                    guidance_scale: float = 1.0, skip_scale: float = 0.0, skip_block: int = -1) -> Denoiser:
+    """Velocity with classifier-free guidance on the planning signal (Ho & Salimans 2022), and
+    optionally skip-layer guidance.
 
     v = v_uncond + s * (v_cond - v_uncond), where "uncond" replaces the planning signal by Z_uncond.
     With s = 1 (or no planning signal) only one forward pass is made: the conditional prediction.
     The paper uses s = 2.5 for image-to-video and no guidance for interpolation (appendix B).
+
+    With ``skip_scale`` w > 0 (not in the paper; ``DiffusionConfig.skip_guidance``), the result is
+    further pushed away from a weakened copy of the network, the same generator with block
+    ``skip_block`` left out: v + w * (v_cond - v_skip), one more forward pass. This is the
+    "weaker self" of autoguidance (Karras et al. 2024) made by skipping a layer, as in
+    spatiotemporal skip guidance (Hyung et al. 2024) and SD3.5's skip-layer guidance.
     """
-    if plan is None or guidance_scale == 1.0:
-        return lambda x, t: generator(x, t, frame_is_generated, plan)
-    batch = frame_is_generated.shape[0]
-    drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(plan.device)
-    plan2, mask2 = torch.cat([plan, plan]), torch.cat([frame_is_generated, frame_is_generated])
+    if skip_scale < 0:
+        raise ValueError(f"the skip-layer guidance scale must be >= 0 (0 turns it off), got {skip_scale}")
+
+    def cfg(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(guided velocity, conditional velocity)."""
+        if plan is None or guidance_scale == 1.0:
+            v = generator(x, t, frame_is_generated, plan)
+            return v, v
+        batch = frame_is_generated.shape[0]
+        drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(plan.device)
+        v_cond, v_uncond = generator(torch.cat([x, x]), torch.cat([t, t]), torch.cat([frame_is_generated] * 2),
+                                     torch.cat([plan, plan]), drop_plan=drop).chunk(2)
+        return v_uncond + guidance_scale * (v_cond - v_uncond), v_cond
+
+    if skip_scale == 0:
+        return lambda x, t: cfg(x, t)[0]
 
     def denoise(x: Tensor, t: Tensor) -> Tensor:
-        v_cond, v_uncond = generator(torch.cat([x, x]), torch.cat([t, t]), mask2, plan2, drop_plan=drop).chunk(2)
-        return v_uncond + guidance_scale * (v_cond - v_uncond)
+        v, v_cond = cfg(x, t)
+        v_skip = generator(x, t, frame_is_generated, plan, skip_block=skip_block)
+        return v + skip_scale * (v_cond - v_skip)
 
     return denoise
 

@@ -202,7 +202,8 @@ class Generator(nn.Module):
         return projected
 
     def forward(self, latents: Tensor, timesteps: Tensor, frame_is_generated: Tensor, plan: Tensor | None = None,
-                drop_plan: Tensor | None = None, attention: AttentionPattern | None = None) -> Tensor:
+                drop_plan: Tensor | None = None, attention: AttentionPattern | None = None,
+                skip_block: int | None = None) -> Tensor:
         """Predict the velocity v of every frame (Eq. 1 / Eq. 3; only generated frames are used).
 
         Args:
@@ -212,6 +213,8 @@ class Generator(nn.Module):
             plan: (B, K, N, plan_dim) planning signal, or None for Z_uncond everywhere.
             drop_plan: optional (B,) bool, samples whose planning signal is replaced by Z_uncond.
             attention: override the configured second-attention pattern for this call.
+            skip_block: leave out this block (Python indexing: -1 is the last) for this call, the
+                weakened network of skip-layer guidance (`mardini.diffusion.guided_denoiser`).
         """
         batch, frames, channels, height, width = latents.shape
         if channels != self.latent_channels:
@@ -221,6 +224,11 @@ class Generator(nn.Module):
         pattern = attention or self.attention
         if pattern not in ATTENTION_PATTERNS:
             raise ValueError(f"unknown attention pattern '{pattern}'; use one of {ATTENTION_PATTERNS}")
+        depth = len(self.blocks)
+        if skip_block is not None and not -depth <= skip_block < depth:
+            raise ValueError(f"skip_block {skip_block} is not a block of this {depth}-block generator "
+                             f"(use {-depth} to {depth - 1})")
+        skipped = None if skip_block is None else skip_block % depth
         p = self.cfg.patch_size
         rows, cols = height // p, width // p
         x = self.patch_embed(patchify(latents, p))
@@ -237,7 +245,9 @@ class Generator(nn.Module):
         per_frame = rows * cols
         rope_frame = (rope_video[0][:per_frame], rope_video[1][:per_frame])
         rope_time = (rope_video[0][::per_frame], rope_video[1][::per_frame])
-        for block in self.blocks:
+        for index, block in enumerate(self.blocks):
+            if index == skipped:
+                continue
             args = (x, time_cond, mlp_cond, plan_tokens, pattern, rope_frame, rope_video, rope_time,
                     attends_all)
             if self.gradient_checkpointing and self.training:
