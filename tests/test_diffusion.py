@@ -132,7 +132,7 @@ def test_skip_layer_guidance_pushes_away_from_the_generator_without_one_block():
         guided_denoiser(g, gen, plan, 1.0, -0.1)
 
 
-def test_the_pipeline_samples_with_the_configured_skip_layer_guidance():
+def test_the_pipeline_samples_with_the_configured_skip_layer_guidance_where_it_guides():
     from mardini import MarDiniPipeline
     from mardini.checkpoint import untrained_codec
 
@@ -143,10 +143,15 @@ def test_the_pipeline_samples_with_the_configured_skip_layer_guidance():
     run = lambda: pipe.sample(zh, zl, gen, steps=3, guidance_scale=2.5,  # noqa: E731
                               generator=torch.Generator().manual_seed(0), progress=False)
     plain = run()
+    unguided = pipe.sample(zh, zl, gen, steps=3, guidance_scale=1.0, generator=torch.Generator().manual_seed(0),
+                           progress=False)
     pipe.config.diffusion.skip_guidance = 0.5
     guided = run()
     assert torch.equal(guided, run()) and not torch.allclose(plain, guided)
     assert torch.equal(guided[:, 0], zh[:, 0])  # the reference stays as given
+    # It rides with classifier-free guidance: without CFG (in-betweens, loops) nothing changes.
+    assert torch.equal(pipe.sample(zh, zl, gen, steps=3, guidance_scale=1.0, generator=torch.Generator().manual_seed(0),
+                                   progress=False), unguided)
 
 
 def test_one_ddim_step_matches_closed_form(scheduler):

@@ -124,9 +124,11 @@ class DiffusionConfig:
     # Skip-layer guidance while sampling (our addition; mardini.diffusion.sampling.guided_denoiser):
     # every prediction is pushed away from the generator's own prediction with block
     # `skip_guidance_block` left out, v + skip_guidance * (v_cond - v_skipped). 0 (the paper) turns
-    # it off. A small generator's frames made from noise keep about two thirds of the detail its
-    # codec could return (docs/benchmarks.md, "Skip-layer guidance"); what a block adds is largely
-    # that detail, and guiding away from the network without it restores some.
+    # it off. It applies with classifier-free guidance (guidance_scale != 1: image-to-video,
+    # expansion), not to in-betweens and loops, which appendix B leaves unguided. A small
+    # generator's frames made from noise keep about two thirds of the detail its codec could
+    # return (docs/benchmarks.md, "Skip-layer guidance"); guiding away from the network without
+    # its last block gives some of it back.
     skip_guidance: float = 0.0
     skip_guidance_block: int = -1
 
