@@ -146,7 +146,10 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
     plan = pipe.model.planner(low.to(pipe.dtype), mask) if arm.plan else None
     # Same weights; only the second attention's pattern changes (None: the configured one).
     network = functools.partial(pipe.model.generator, attention=arm.attention)
-    guided = shifted_grid(guided_denoiser(network, mask, plan, arm.guidance),  # type: ignore[arg-type]
+    # The checkpoint's skip-layer guidance rides with classifier-free guidance, as in the pipeline.
+    skip = diffusion.skip_guidance if arm.guidance != 1.0 else 0.0
+    guided = shifted_grid(guided_denoiser(network, mask, plan, arm.guidance, skip,  # type: ignore[arg-type]
+                                          diffusion.skip_guidance_block),
                           diffusion.grid_shift, pipe.config.generator.patch_size)
     rng = torch.Generator(device=pipe.device).manual_seed(seed)
     latents = sample_ddim(lambda x, t: guided(x.to(pipe.dtype), t).float(), high.float(), mask, pipe.scheduler,

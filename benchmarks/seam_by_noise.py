@@ -155,8 +155,10 @@ def seam_by_noise(checkpoint: str | Path, clips: tuple[str, ...] = CLIPS, timest
             i2v_plan = pipe.model.planner(z_low, first_only)
             for mode in GRID_SHIFTS:
                 if mode != cfg.diffusion.grid_shift:
-                    denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1]),
-                                           mode, patch)
+                    # As the pipeline samples it (its skip-layer guidance rides with the guidance).
+                    denoise = shifted_grid(guided_denoiser(pipe.model.generator, first_only, i2v_plan, GUIDANCE[-1],
+                                                           cfg.diffusion.skip_guidance if GUIDANCE[-1] != 1 else 0.0,
+                                                           cfg.diffusion.skip_guidance_block), mode, patch)
                     out = sample_ddim(denoise, z, first_only, pipe.scheduler, i2v_steps,
                                       rng=torch.Generator().manual_seed(seed),
                                       prior=diffusion_prior(cfg.diffusion, z, first_only))
