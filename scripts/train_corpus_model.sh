@@ -101,8 +101,9 @@ two mardini train --config configs/corpus/stage6_native_rate.yaml --out "$RUNS/c
 two mardini train --config configs/corpus/stage7_native_rate.yaml --out "$RUNS/corpus-stage7" $(resume "$RUNS/corpus-stage7") \
     --quiet --override init="$RUNS/corpus-stage6" --override "$(two_caches 1 5)"
 
-log "export: half precision, the refined decoder with its detail gain, one DDIM step for in-betweens, the grid moved between steps"
+log "export: half precision, the refined decoder with its detail gain, one DDIM step for in-betweens, the grid moved between steps, skip-layer guidance"
 mardini export --checkpoint "$RUNS/corpus-stage7/checkpoints/$(ls "$RUNS/corpus-stage7/checkpoints" | tail -1)" \
     --codec "$RUNS/vae-corpus-refine/checkpoints/step-0001000" --detail-gain 1.05 --detail-threshold 0.01 \
-    --set diffusion.inbetween_steps=1 --set diffusion.grid_shift=alternate --out "$RUNS/export-corpus" --force
+    --set diffusion.inbetween_steps=1 --set diffusion.grid_shift=alternate --set diffusion.skip_guidance=0.1 \
+    --out "$RUNS/export-corpus" --force
 log "done: $RUNS/export-corpus"
