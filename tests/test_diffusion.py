@@ -82,13 +82,17 @@ def _random_generator_model():
     return m
 
 
-def test_guidance_scale_one_is_the_conditional_prediction_and_scale_s_extrapolates():
+def _guidance_window(reference: int, step: int):
+    """A random tiny model and a 2 x 5-frame window with one reference: (model, latents, mask, plan, t)."""
     m = _random_generator_model()
     zh, zl = torch.randn(2, 5, 16, 8, 8), torch.randn(2, 5, 16, 4, 4)
     gen = torch.ones(2, 5, dtype=torch.bool)
-    gen[:, 2] = False
-    plan = m.planner(zl, gen)
-    t = torch.tensor([400, 400])
+    gen[:, reference] = False
+    return m, zh, gen, m.planner(zl, gen), torch.tensor([step, step])
+
+
+def test_guidance_scale_one_is_the_conditional_prediction_and_scale_s_extrapolates():
+    m, zh, gen, plan, t = _guidance_window(2, 400)
     with torch.no_grad():
         cond = m.generator(zh, t, gen, plan)
         uncond = m.generator(zh, t, gen, None)
@@ -99,12 +103,7 @@ def test_guidance_scale_one_is_the_conditional_prediction_and_scale_s_extrapolat
 
 
 def test_skip_layer_guidance_pushes_away_from_the_generator_without_one_block():
-    m = _random_generator_model()
-    zh, zl = torch.randn(2, 5, 16, 8, 8), torch.randn(2, 5, 16, 4, 4)
-    gen = torch.ones(2, 5, dtype=torch.bool)
-    gen[:, 0] = False
-    plan = m.planner(zl, gen)
-    t = torch.tensor([300, 300])
+    m, zh, gen, plan, t = _guidance_window(0, 300)
     g = m.generator
     with torch.no_grad():
         cond, uncond = g(zh, t, gen, plan), g(zh, t, gen, None)
