@@ -85,6 +85,22 @@ def test_png_output_keeps_known_frames_as_their_codec_round_trip(tiny_checkpoint
     assert "guidance 1," in capsys.readouterr().out  # appendix B: no guidance for interpolation
 
 
+def test_skip_guidance_changes_guided_frames_only(tiny_checkpoint, inputs, tmp_path, capsys):  # noqa: F811
+    videos = {}
+    for name, extra in (("plain", []), ("skip", ["--skip-guidance", "0.5"])):
+        assert generate(tiny_checkpoint, tmp_path / f"{name}.mp4", "i2v", "--image", str(inputs["coffee"]),
+                        *extra) == 0
+        videos[name] = read_video(tmp_path / f"{name}.mp4")
+        printed = capsys.readouterr().out
+        assert ("(skip-layer 0.5)" in printed) == (name == "skip"), printed
+    assert not np.array_equal(videos["plain"], videos["skip"])
+    # A loop is unguided (appendix B), so the skip-layer guidance, riding with the guidance, leaves it alone.
+    for name, extra in (("loop-plain", []), ("loop-skip", ["--skip-guidance", "0.5"])):
+        assert generate(tiny_checkpoint, tmp_path / name, "loop", "--image", str(inputs["coffee"]), *extra) == 0
+        videos[name] = read_video(tmp_path / name)
+    np.testing.assert_array_equal(videos["loop-plain"], videos["loop-skip"])
+
+
 def test_seeded_cli_runs_repeat_and_slow_motion_goes_past_the_window(tiny_checkpoint, inputs, tmp_path):  # noqa: F811
     runs = []
     for name in ("a", "b"):
@@ -151,6 +167,8 @@ BAD = [
      "--first is not an input of i2v"),
     ("malformed --known", "custom", ["--known", "x={coffee}"], "o.mp4", "POSITION=IMAGE"),
     ("unknown output format", "i2v", ["--image", "{coffee}"], "o.avi", "use .mp4, .gif"),
+    ("negative skip guidance", "i2v", ["--image", "{coffee}", "--skip-guidance", "-0.5"], "o.mp4",
+     "--skip-guidance must be a number >= 0"),
 ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from functools import partial
@@ -116,6 +117,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.cpu_offload and device.type == "cpu":
         raise UserError("--cpu-offload moves the models between the CPU and an accelerator; it needs --device cuda")
     config, _ = read_config(args.checkpoint)  # a folder of another version fails here, before any reading
+    if args.skip_guidance is not None and not (math.isfinite(args.skip_guidance) and args.skip_guidance >= 0):
+        raise UserError(f"--skip-guidance must be a number >= 0 (0 turns it off), got {args.skip_guidance}")
     frames = limits.check_frame_count(args.frames, minimum=2)
     both_sides = args.height is not None and args.width is not None
 
@@ -174,6 +177,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     pipe = MarDiniPipeline.from_pretrained(args.checkpoint, device=device, dtype=args.dtype,
                                            cpu_offload=args.cpu_offload)
+    if args.skip_guidance is not None:
+        pipe.config.diffusion.skip_guidance = args.skip_guidance
     result = run(pipe, **options)
     video = result.frames[0]
     io.write_video(video, out, fps=args.fps)
@@ -184,7 +189,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     steps = "/".join(map(str, sorted(set(result.steps)))) + (" step" if result.steps == [1] else " steps")
     print(f"wrote {len(video)} frames of {width}x{height} to {out} ({args.task}: {known} known, "
           f"{len(video) - known} generated in {len(result.windows)} window(s) of at most "
-          f"{args.window or config.num_frames} frames; {steps}, guidance {result.guidance_scale:g}, "
+          f"{args.window or config.num_frames} frames; {steps}, guidance {result.guidance_scale:g}"
+          + (f" (skip-layer {pipe.config.diffusion.skip_guidance:g})"
+             if result.guidance_scale != 1 and pipe.config.diffusion.skip_guidance else "") + ", "
           f"seed {args.seed}, {str(pipe.dtype).removeprefix('torch.')} on {device})")
     return 0
 
@@ -414,6 +421,9 @@ def build_parser(task: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, help="DDIM steps per window (default: the checkpoint's for the task)")
     g.add_argument("--guidance", type=float, help="guidance scale (default: 2.5 for i2v and expand, 1 for "
                    "interpolate, loop and slowmo; custom: 1 if every new frame is between known ones, else 2.5)")
+    g.add_argument("--skip-guidance", type=float, help="skip-layer guidance scale, applied with classifier-free "
+                   "guidance (default: the checkpoint's diffusion.skip_guidance; the bundled model 0.1; 0 turns "
+                   "it off)")
     g.add_argument("--seed", type=int, default=0, help="noise seed (default 0); the same seed repeats exactly")
     g.add_argument("--window", type=int, help="most frames per model call (default and at most the model's)")
     g.add_argument("--overlap", type=int, help="reference frames each extension window keeps")
