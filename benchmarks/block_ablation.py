@@ -68,6 +68,7 @@ from torch import Tensor  # noqa: E402
 
 from mardini.diffusion import default_steps, diffusion_prior, guided_denoiser, sample_ddim, shifted_grid  # noqa: E402
 from mardini.evaluation.artefacts import consecutive_flows, flow_magnitude, seam, sharpness  # noqa: E402
+from mardini.evaluation.given_frames import codec_round_trip  # noqa: E402
 from mardini.evaluation.metrics import psnr, ssim  # noqa: E402
 from mardini.pipeline import MarDiniPipeline, frames_to_tensor, to_uint8  # noqa: E402
 
@@ -155,14 +156,6 @@ def generate(pipe: MarDiniPipeline, known: Tensor, positions: Sequence[int], num
     latents = sample_ddim(lambda x, t: guided(x.to(pipe.dtype), t).float(), high.float(), mask, pipe.scheduler,
                           steps, rng=rng, prior=diffusion_prior(diffusion, high, mask))
     return torch.from_numpy(to_uint8(pipe.decode(latents)[0])).permute(0, 3, 1, 2).contiguous()
-
-
-@torch.no_grad()
-def codec_round_trip(pipe: MarDiniPipeline, frames: Tensor) -> Tensor:
-    """uint8 ``(T, 3, H, W)`` through the pipeline's codec and back."""
-    x = frames_to_tensor(frames.permute(0, 2, 3, 1).contiguous())
-    high, _ = pipe.encode(x, *frames.shape[-2:])
-    return torch.from_numpy(to_uint8(pipe.decode(high))).permute(0, 3, 1, 2).contiguous()
 
 
 # --- scores ------------------------------------------------------------------------------------

@@ -420,9 +420,8 @@ def codec_round_trip(pipe: Any, frames: Tensor) -> Tensor:
     from mardini.pipeline import frames_to_tensor, to_uint8
 
     clip = frames if frames.dim() == 4 else frames[None]
-    x = frames_to_tensor([f.permute(1, 2, 0).contiguous().numpy() for f in clip])[None]
-    high, _ = pipe.encode(x, *clip.shape[-2:])
-    out = torch.from_numpy(to_uint8(pipe.decode(high))[0]).permute(0, 3, 1, 2).contiguous()
+    high, _ = pipe.encode(frames_to_tensor(clip.permute(0, 2, 3, 1).contiguous()), *clip.shape[-2:])
+    out = torch.from_numpy(to_uint8(pipe.decode(high))).permute(0, 3, 1, 2).contiguous()
     return out if frames.dim() == 4 else out[0]
 
 
