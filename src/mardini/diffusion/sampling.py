@@ -41,15 +41,18 @@ def guided_denoiser(generator: Generator, frame_is_generated: Tensor, plan: Tens
     if skip_scale < 0:
         raise ValueError(f"the skip-layer guidance scale must be >= 0 (0 turns it off), got {skip_scale}")
 
-    def cfg(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """(guided velocity, conditional velocity)."""
-        if plan is None or guidance_scale == 1.0:
-            v = generator(x, t, frame_is_generated, plan)
-            return v, v
+    guided = plan is not None and guidance_scale != 1.0
+    if guided:  # the doubled batch (conditional, then Z_uncond), built once rather than at every step
         batch = frame_is_generated.shape[0]
         drop = torch.cat([torch.zeros(batch, dtype=torch.bool), torch.ones(batch, dtype=torch.bool)]).to(plan.device)
-        v_cond, v_uncond = generator(torch.cat([x, x]), torch.cat([t, t]), torch.cat([frame_is_generated] * 2),
-                                     torch.cat([plan, plan]), drop_plan=drop).chunk(2)
+        plan2, mask2 = torch.cat([plan, plan]), torch.cat([frame_is_generated, frame_is_generated])
+
+    def cfg(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(guided velocity, conditional velocity)."""
+        if not guided:
+            v = generator(x, t, frame_is_generated, plan)
+            return v, v
+        v_cond, v_uncond = generator(torch.cat([x, x]), torch.cat([t, t]), mask2, plan2, drop_plan=drop).chunk(2)
         return v_uncond + guidance_scale * (v_cond - v_uncond), v_cond
 
     if skip_scale == 0:
