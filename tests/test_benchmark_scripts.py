@@ -335,22 +335,44 @@ def test_one_step_inbetweens_quick(tmp_path: Path, tiny_corpus: Path, tiny_check
     (prior / "config.json").write_text(json.dumps(config))
     result = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32)
     (clip,) = result["clips"]
-    assert clip["video"] == "media/held.mp4" and result["per_video"]["media/held.mp4"] == result["overall"]
+    from mardini.evaluation.reporting import json_safe  # NaN -> None, so that figures compare
+
+    assert clip["video"] == "media/held.mp4"
+    assert json_safe(result["per_video"]["media/held.mp4"]) == json_safe(result["overall"])
     assert -1 <= clip["cos_truth"] <= 1 and -1 <= clip["cos_noise"] <= 1
     assert clip["correction"] > 0 and clip["residual"] > 0 and clip["relative_error"] > 0
     # The one-step frame is the cross-fade plus the correction: they differ, and both are real PSNRs.
     assert math.isfinite(clip["psnr_linear_latent"]) and clip["psnr_one_step"] != clip["psnr_linear_latent"]
     # The same seed gives the same figures; another seed other noise draws.
     again = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32)
-    assert again["clips"] == result["clips"]
+    assert json_safe(again["clips"]) == json_safe(result["clips"])
     other = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=2, size=32, seed=5)
     assert other["clips"][0]["cos_noise"] != clip["cos_noise"]
+    # Without RIFE its peers are NaN; with it, real PSNRs against the same codec truth.
+    assert math.isnan(clip["psnr_rife_flow_latent"]) and math.isnan(clip["psnr_rife_codec"])
+    from mardini.evaluation import RIFE
+
+    if RIFE.available()[0]:
+        peers = bench.one_step_inbetweens(prior, str(tiny_corpus), clips_per_video=1, draws=1, size=32,
+                                          rife=RIFE.load())["clips"][0]
+        assert math.isfinite(peers["psnr_rife_flow_latent"]) and math.isfinite(peers["psnr_rife_codec"])
+        assert peers["psnr_rife_flow_latent"] != peers["psnr_linear_latent"]
+    # Zero flow moves nothing; a whole-cell flow moves the latents by one cell.
+    import torch
+
+    z = torch.arange(2 * 16, dtype=torch.float32).view(1, 2, 4, 4)
+    assert torch.allclose(bench.backward_warp(z, torch.zeros(1, 2, 4, 4)), z)
+    right = bench.backward_warp(z, torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 4, 4))
+    assert torch.allclose(right[..., :3], z[..., 1:]) and torch.allclose(right[..., 3], z[..., 3])
     with pytest.raises(ValueError, match="--draws must be at least 1"):
         bench.one_step_inbetweens(prior, str(tiny_corpus), draws=0)
     assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(prior), "--out", str(out), "--quick",
-                       "--size", "32"]) == 0
+                       "--time-range", "0.9", "--no-rife"]) == 2 and not out.exists()
+    assert bench.main(["--data", str(tiny_corpus), "--checkpoint", str(prior), "--out", str(out), "--quick",
+                       "--size", "32", "--no-rife"]) == 0
     saved = json.loads(out.read_text())
-    assert saved["results"][0]["clips"] == result["clips"] and saved["settings"]["size"] == 32
+    assert saved["results"][0]["clips"] == json_safe(result["clips"]) and saved["settings"]["size"] == 32
+    assert saved["settings"]["rife"] == "left out (--no-rife)"
     assert "tiny-prior / all" in out.with_suffix(".md").read_text()
 
 

@@ -135,6 +135,27 @@ def test_flow_of_a_shifted_photo_is_the_shift(rife: RIFE, clip: np.ndarray) -> N
         assert error < 1.0, (dx, dy, error)
 
 
+def test_flows_to_ends_split_the_shift_by_time(rife: RIFE, clip: np.ndarray) -> None:
+    photo = torch.from_numpy(clip[35]).permute(2, 0, 1).float() / 255.0
+    margin, dx = 16, 6
+    frame0 = photo[:, margin : margin + SIZE, 200 + margin : 200 + margin + SIZE]
+    frame1 = photo[:, margin : margin + SIZE, 200 + margin - dx : 200 + margin - dx + SIZE]  # content moves +6 px
+    times = torch.tensor([0.25, 0.75])
+    pair = frame0[None].expand(2, -1, -1, -1), frame1[None].expand(2, -1, -1, -1)
+    flows = rife.flows_to_ends(*pair, times, scale=2.0)
+    assert flows.shape == (2, 4, SIZE, SIZE)
+    mean = flows[..., 16:-16, 16:-16].mean(dim=(2, 3))
+    # The in-between at t sees frame0 t*d behind and frame1 (1-t)*d ahead; no vertical motion.
+    expected = torch.stack([-times * dx, torch.zeros(2), (1 - times) * dx, torch.zeros(2)], dim=1)
+    assert torch.allclose(mean, expected, atol=0.6), mean
+    # Interpolation's own setting sees less of a small motion but splits it the same way.
+    coarse = rife.flows_to_ends(*pair, times).mean(dim=(2, 3))
+    assert torch.allclose(coarse[:, 0] / (coarse[:, 2] - coarse[:, 0]), -times, atol=0.05), coarse
+    assert rife.flows_to_ends(frame0, frame1, 0.5).shape == (4, SIZE, SIZE)
+    with pytest.raises(ValueError, match="timestep"):
+        rife.flows_to_ends(frame0[None], frame1[None], times)
+
+
 def test_dynamic_degree_separates_static_from_moving(rife: RIFE, nine: torch.Tensor) -> None:
     static = nine[:1].expand(9, -1, -1, -1)
     still = dynamic_degree(static, rife.flow)

