@@ -411,11 +411,29 @@ def test_through_codec_round_trips_in_unit_range() -> None:
     out = through_codec(fine, codec)
     assert out.shape == fine.shape and 0 <= out.min() and out.max() <= 1
     assert psnr(fine, out).max() < 20
-    # NAME@codec: the baseline sees reconstructed end frames and its output is reconstructed too.
+    # NAME@codec: the baseline's frames go through the codec.
     blend_at_codec = with_codec(linear_blend, codec)
     first, last = blocks[:, 0], blocks[:, 2]
     assert torch.allclose(blend_at_codec(first, last, 3), linear_blend(first, last, 3), atol=1e-6)
     assert torch.allclose(blend_at_codec(fine[0], fine[1], 1)[0], through_codec((fine[0] + fine[1]) / 2, codec), atol=1e-6)
+
+
+class FadingCodec(BlockCodec):
+    """Decodes at half contrast: a codec whose round trip is not idempotent, like one with a
+    detail gain, so one pass and two differ."""
+
+    def _decode_raw(self, z: Tensor) -> Tensor:
+        return super()._decode_raw(z) * 0.5
+
+
+def test_codec_rows_pass_through_the_codec_once() -> None:
+    codec = FadingCodec()
+    first, last = F.interpolate(torch.rand(2, 3, 4, 4), scale_factor=8, mode="nearest")  # one value per 8-px block
+    once = through_codec(linear_blend(first, last, 3), codec)
+    assert torch.allclose(with_codec(linear_blend, codec)(first, last, 3), once, atol=1e-6)
+    # Not the baseline run on the codec's reconstructions and passed again (the rows before 2026-12-03).
+    twice = through_codec(linear_blend(through_codec(first, codec), through_codec(last, codec), 3), codec)
+    assert (once - twice).abs().mean() > 0.02
 
 
 def test_temporal_flicker_and_reference_consistency(clip: np.ndarray) -> None:

