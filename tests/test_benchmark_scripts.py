@@ -485,3 +485,54 @@ def test_codec_quality_drawn_detail_rows(tmp_path: Path, tiny_corpus: Path, tiny
     for name in drawn:
         assert results[name]["psnr"] == pytest.approx(results[codec]["psnr"], abs=1e-3)
         assert set(results[name]["per_video"]) == set(results[codec]["per_video"])
+
+
+def test_inbetween_headroom_fits_and_scores(tmp_path: Path, tiny_corpus: Path, tiny_checkpoint: Path) -> None:  # noqa: F811
+    import shutil
+
+    import torch
+    from test_data import sampling
+
+    from mardini import MarDiniPipeline
+    from mardini.data import PhotoMotionDataset, build_latent_cache, skimage_photos
+
+    bench = load_benchmark("inbetween_headroom")
+    # Examples: frame k of clip n is the cross-fade at t = k/8 plus the residual, inputs [z0, z8, p, t].
+    clips = torch.randn(2, 9, 3, 4, 4)
+    inputs, residual, crossfade = bench.inbetween_examples(clips)
+    assert inputs.shape == (14, 10, 4, 4) and residual.shape == crossfade.shape == (14, 3, 4, 4)
+    torch.testing.assert_close(crossfade + residual, clips[:, 1:-1].flatten(0, 1))
+    torch.testing.assert_close(crossfade[9], clips[1, 0] * 5 / 8 + clips[1, 8] * 3 / 8)
+    assert torch.all(inputs[9, -1] == 3 / 8) and torch.equal(inputs[9, :3], clips[1, 0])
+    with pytest.raises(ValueError, match="expected"):
+        bench.inbetween_examples(torch.randn(2, 5, 3, 4, 4))
+    # Untrained, the specialist is the cross-fade; trained, it fits its clips better than r = 0.
+    net, fit = bench.fit_specialist(clips, steps=0, width=8, depth=2)
+    assert fit["ratio"] == 1.0 and torch.count_nonzero(net(inputs)) == 0
+    net, fit = bench.fit_specialist(clips, steps=60, width=16, depth=3, batch=14, lr=3e-3)
+    assert fit["ratio"] < 0.9
+    with pytest.raises(ValueError, match="depth >= 2"):
+        bench.specialist(3, depth=1)
+
+    codec = MarDiniPipeline.from_pretrained(tiny_checkpoint).codec
+    dataset = PhotoMotionDataset(skimage_photos(["coffee"]), sampling(num_frames=9, height=32, width=32),
+                                 videos_per_photo=3)
+    build_latent_cache(dataset, codec, tmp_path / "cache")
+    out = tmp_path / "headroom.json"
+    args = ["--cache", str(tmp_path / "cache"), "--checkpoint", str(tiny_checkpoint), "--data", str(tiny_corpus),
+            "--out", str(out), "--steps", "5", "--width", "8", "--depth", "2", "--clips", "1", "--size", "32"]
+    assert bench.main(args + ["--split", "heldout", "--split", "train", "--time-range", "0.5,1"]) == 0
+    saved = json.loads(out.read_text())
+    assert [r["split"] for r in saved["results"]] == ["heldout", "train"]
+    held = saved["results"][0]
+    assert held["per_video"].keys() == {"media/held.mp4"} and saved["results"][1]["time_range"] == [0.5, 1.0]
+    assert -1 <= held["overall"]["cos"] <= 1 and held["overall"]["relative_error"] > 0
+    assert math.isfinite(held["overall"]["psnr_crossfade"]) and math.isfinite(held["overall"]["psnr_specialist"])
+    assert "heldout / all" in out.with_suffix(".md").read_text()
+    # A cache from another codec is refused before any training, with the fix.
+    other = tmp_path / "other"
+    shutil.copytree(tmp_path / "cache", other)
+    index = json.loads((other / "index.json").read_text())
+    index["codec"]["scale"] = 123.0
+    (other / "index.json").write_text(json.dumps(index))
+    assert bench.main(["--cache", str(other)] + args[2:]) == 2
