@@ -189,8 +189,8 @@ moving camera (image-to-video, expansion). The figures are on these single clips
 cannot keep, so against the raw truth (<b>PSNR</b>, <b>SSIM</b>) those rows land close together. The first
 columns score against the truth <i>through the same codec</i>: the codec's loss drops out and what is left is
 whether things moved the right way. The <code>codec</code> row is the truth through the codec (the best any model
-with this codec can do); <code>NAME@codec</code> is a baseline that sees and emits codec frames too, like the
-model; <code>linear@latent</code> is a cross-fade of the codec's latents. Hover a column header for its
+with this codec can do); <code>NAME@codec</code> is a baseline whose frames go through the codec once, like the
+model's; <code>linear@latent</code> is a cross-fade of the codec's latents. Hover a column header for its
 meaning.</p>{''.join(rows)}
 {f'<p>Not measured here:</p><ul>{omitted}</ul>' if omitted else ''}</body></html>
 """
