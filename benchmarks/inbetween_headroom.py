@@ -124,21 +124,12 @@ def score_clips(net: nn.Module, checkpoint: str | Path, data: str, split: str = 
                 size: int = 128) -> dict[str, Any]:
     """The module's figures on ``split``'s clips: ``overall``, ``per_video``, ``clips``."""
     from mardini import MarDiniPipeline
-    from mardini.evaluation.footage import data_sources, held_out_clips
-    from mardini.evaluation.interpolation import scene_cut
+    from mardini.evaluation.footage import interpolation_clips
 
     pipe = MarDiniPipeline.from_pretrained(checkpoint)
-    sources, _ = data_sources(data, split)
-    dataset = held_out_clips(data, size, FRAMES, clips_per_video * max(len(sources), 1), None, time_range, split)
     decode = lambda z: (pipe.decode(z) + 1.0) / 2.0  # noqa: E731
     rows: list[dict[str, Any]] = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if item is None:
-            continue
-        frames = torch.as_tensor(item["frames"])
-        if scene_cut(frames) is not None:
-            continue
+    for _, item, frames in interpolation_clips(data, size, FRAMES, clips_per_video, split, time_range):
         with torch.no_grad():
             high, _ = pipe.encode(frames.float()[None] / 127.5 - 1.0, size, size)
             inputs, residual, crossfade = inbetween_examples(high.float())

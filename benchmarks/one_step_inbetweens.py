@@ -151,8 +151,7 @@ def one_step_inbetweens(checkpoint: str | Path, data: str, clips_per_video: int 
     """Figures of the module docstring for one checkpoint: ``overall``, ``per_video``, ``clips``.
     ``rife``: a loaded `mardini.evaluation.RIFE` for the motion-compensated peers, or None."""
     from mardini import MarDiniPipeline
-    from mardini.evaluation.footage import data_sources, held_out_clips
-    from mardini.evaluation.interpolation import scene_cut
+    from mardini.evaluation.footage import interpolation_clips
 
     if draws < 1:
         raise ValueError(f"--draws must be at least 1, got {draws}")
@@ -160,16 +159,8 @@ def one_step_inbetweens(checkpoint: str | Path, data: str, clips_per_video: int 
     if pipe.config.diffusion.prior == "none":
         raise ValueError(f"{checkpoint} has no reference prior (diffusion.prior: none): its in-betweens start "
                          "from noise, not from the cross-fade this script compares with")
-    sources, _ = data_sources(data, split)
-    dataset = held_out_clips(data, size, FRAMES, clips_per_video * max(len(sources), 1), None, time_range, split)
     rows: list[dict[str, Any]] = []
-    for index in range(len(dataset)):
-        item = dataset[index]
-        if item is None:
-            continue
-        frames = torch.as_tensor(item["frames"])
-        if scene_cut(frames) is not None:
-            continue
+    for index, item, frames in interpolation_clips(data, size, FRAMES, clips_per_video, split, time_range):
         rows.append({"video": item["source"], "start_s": round(item["start"], 3),
                      **clip_scores(pipe, frames, draws, seed + index, rife)})
     if not rows:

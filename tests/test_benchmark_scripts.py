@@ -536,3 +536,20 @@ def test_inbetween_headroom_fits_and_scores(tmp_path: Path, tiny_corpus: Path, t
     index["codec"]["scale"] = 123.0
     (other / "index.json").write_text(json.dumps(index))
     assert bench.main(["--cache", str(other)] + args[2:]) == 2
+
+
+def test_interpolation_clips_leave_out_cuts_and_keep_indices(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from mardini.evaluation import interpolation
+    from mardini.evaluation.footage import interpolation_clips
+
+    clips = list(interpolation_clips(str(tiny_corpus), 32, 9, 2))
+    assert [index for index, _, _ in clips] == [0, 1]
+    assert all(item["source"] == "media/held.mp4" and frames.dtype == torch.uint8 and frames.shape == (9, 3, 32, 32)
+               for _, item, frames in clips)
+    assert [i for i, item, _ in interpolation_clips(str(tiny_corpus), 32, 9, 1, "train")] == [0]
+    # A clip with a scene cut is left out; the next keeps its own index (and so its seed).
+    first = clips[0][2]
+    monkeypatch.setattr(interpolation, "scene_cut", lambda frames: (3, 0.5) if torch.equal(frames, first) else None)
+    assert [index for index, _, _ in interpolation_clips(str(tiny_corpus), 32, 9, 2)] == [1]

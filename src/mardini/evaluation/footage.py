@@ -17,7 +17,7 @@ a folder of videos or frame folders, a .csv/.jsonl manifest, one video file).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -252,3 +252,23 @@ def held_out_clips(data: str, size: int, num_frames: int, clips: int | None = No
     clips_ = HeldOutClips(sources, size, num_frames, clips, fps, parse_time_range(time_range))
     clips_.skipped.extend(skipped)
     return clips_
+
+
+def interpolation_clips(data: str, size: int, num_frames: int, clips_per_video: int, split: str = "heldout",
+                        time_range: Sequence[float] = (0.0, 1.0)) -> Iterator[tuple[int, dict[str, Any], Tensor]]:
+    """``clips_per_video`` clips of every video of ``split`` (`held_out_clips`), as (index, item,
+    uint8 frames (T, 3, H, W)), leaving out unreadable clips and clips with a scene cut (no
+    in-between to recover across one), as the interpolation evaluation does. ``index`` counts the
+    left-out clips too, so seeds derived from it do not move when a clip drops out."""
+    from .interpolation import scene_cut
+
+    sources, _ = data_sources(data, split)
+    dataset = held_out_clips(data, size, num_frames, clips_per_video * max(len(sources), 1), None, time_range, split)
+    for index in range(len(dataset)):
+        item = dataset[index]
+        if item is None:
+            continue
+        frames = torch.as_tensor(item["frames"])
+        if scene_cut(frames) is None:
+            yield index, item, frames
+

@@ -219,6 +219,19 @@ class RIFE:
         frame = merged[3][..., :h, :w].clamp(0.0, 1.0).to(out_dtype)
         return frame, flows[3][..., :h, :w].to(out_dtype)
 
+    def _at_times(self, frame0: Tensor, frame1: Tensor, timestep: float | Tensor,
+                  scale: float = 1.0) -> tuple[Tensor, Tensor]:
+        """`_run` for one or B frame pairs at one timestep or B of them -> (frames, flows), each
+        without its batch axis when the frames came without one."""
+        squeeze = frame0.ndim == 3
+        b = 1 if squeeze else frame0.shape[0]
+        t = torch.as_tensor(timestep, dtype=torch.float32).flatten()
+        t = t.expand(b) if t.numel() == 1 else t
+        if t.numel() != b:
+            raise ValueError(f"timestep has {t.numel()} values for a batch of {b} frame pairs")
+        frame, flows = self._run(frame0, frame1, t, scale)
+        return (frame[0], flows[0]) if squeeze else (frame, flows)
+
     def interpolate(self, frame0: Tensor, frame1: Tensor, timestep: float | Tensor = 0.5) -> Tensor:
         """The frame at `timestep` in (0, 1) between two frames.
 
@@ -229,14 +242,7 @@ class RIFE:
         Returns:
             The interpolated frames, shaped like `frame0`.
         """
-        squeeze = frame0.ndim == 3
-        b = 1 if squeeze else frame0.shape[0]
-        t = torch.as_tensor(timestep, dtype=torch.float32).flatten()
-        t = t.expand(b) if t.numel() == 1 else t
-        if t.numel() != b:
-            raise ValueError(f"timestep has {t.numel()} values for a batch of {b} frame pairs")
-        frame, _ = self._run(frame0, frame1, t)
-        return frame[0] if squeeze else frame
+        return self._at_times(frame0, frame1, timestep)[0]
 
     def interpolate_sequence(self, first: Tensor, last: Tensor, n_between: int) -> Tensor:
         """`n_between` frames evenly spaced between `first` and `last` (t = k / (n_between + 1)).
@@ -285,14 +291,7 @@ class RIFE:
         Returns:
             (B, 4, H, W), or (4, H, W) for unbatched inputs.
         """
-        squeeze = frame0.ndim == 3
-        b = 1 if squeeze else frame0.shape[0]
-        t = torch.as_tensor(timestep, dtype=torch.float32).flatten()
-        t = t.expand(b) if t.numel() == 1 else t
-        if t.numel() != b:
-            raise ValueError(f"timestep has {t.numel()} values for a batch of {b} frame pairs")
-        _, flows = self._run(frame0, frame1, t, scale)
-        return flows[0] if squeeze else flows
+        return self._at_times(frame0, frame1, timestep, scale)[1]
 
     def flow(self, frame0: Tensor, frame1: Tensor, scale: float = 2.0) -> Tensor:
         """Optical flow of the motion from `frame0` to `frame1`, in pixels, (B, 2, H, W) (x then y).
