@@ -271,4 +271,3 @@ def interpolation_clips(data: str, size: int, num_frames: int, clips_per_video: 
         frames = torch.as_tensor(item["frames"])
         if scene_cut(frames) is None:
             yield index, item, frames
-
