@@ -119,14 +119,13 @@ def _psnr(frames: Tensor, truth: Tensor) -> float:
     return float(psnr(quantize(frames).float() / 255, quantize(truth).float() / 255).mean())
 
 
-def score_clips(net: nn.Module, checkpoint: str | Path, data: str, split: str = "heldout",
+def score_clips(net: nn.Module, pipe: Any, data: str, split: str = "heldout",
                 time_range: tuple[float, float] = (0.0, 1.0), clips_per_video: int = 4,
                 size: int = 128) -> dict[str, Any]:
-    """The module's figures on ``split``'s clips: ``overall``, ``per_video``, ``clips``."""
-    from mardini import MarDiniPipeline
+    """The module's figures on ``split``'s clips, encoded and decoded by ``pipe`` (a
+    `MarDiniPipeline`, for its codec): ``overall``, ``per_video``, ``clips``."""
     from mardini.evaluation.footage import interpolation_clips
 
-    pipe = MarDiniPipeline.from_pretrained(checkpoint)
     decode = lambda z: (pipe.decode(z) + 1.0) / 2.0  # noqa: E731
     rows: list[dict[str, Any]] = []
     for _, item, frames in interpolation_clips(data, size, FRAMES, clips_per_video, split, time_range):
@@ -194,16 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         from mardini import MarDiniPipeline
         from mardini.data.cache import LatentCache
 
-        codec = MarDiniPipeline.from_pretrained(args.checkpoint).codec
+        pipe = MarDiniPipeline.from_pretrained(args.checkpoint)
         for folder in args.cache:
-            LatentCache(folder).check_codec(codec)
+            LatentCache(folder).check_codec(pipe.codec)
         net, fit = fit_specialist(cached_latents(args.cache), args.steps, args.width, args.depth, args.batch,
                                   args.lr, args.seed)
         print(f"fit: loss ratio {fit['ratio']:.3f} over {fit['clips']} clips ({time.perf_counter() - started:.0f} s)",
               flush=True)
         results = []
         for split in args.split or ["heldout"]:
-            results.append(score_clips(net, args.checkpoint, args.data, split,
+            results.append(score_clips(net, pipe, args.data, split,
                                        time_range if split == "train" else (0.0, 1.0), args.clips, args.size))
             overall = results[-1]["overall"]
             print(f"{split}: " + ", ".join(f"{k} {v:.3f}" for k, v in overall.items()), flush=True)
